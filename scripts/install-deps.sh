@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every Debian package and Go tool kvmnet's build, tests, lab and demo need on a fresh
+# Debian 12 machine (run as root). Idempotent: a second run only checks.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config git ca-certificates make
+  protobuf-compiler libprotobuf-dev
+  libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-network libvirt-clients
+  qemu-system-x86 qemu-utils
+  dnsmasq-base network-manager dbus
+  nftables iptables ufw
+  iproute2 util-linux procps psmisc e2fsprogs mmdebstrap
+  rpm dpkg-dev python3 curl iputils-ping dnsutils
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Services must not start on the host: the lab runs every daemon inside its own namespaces.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# libvirt 9.0 refuses to start its QEMU driver unless these users exist.
+for u in libvirt-qemu libvirt-dnsmasq; do
+  id "$u" >/dev/null 2>&1 || useradd -r -U -M -s /usr/sbin/nologin "$u"
+done
+getent group kvm >/dev/null || groupadd -r kvm
+
+export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH)/bin"
+command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@latest
+echo "install-deps: ok"

@@ -1,0 +1,192 @@
+package testenv
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Netns is a network namespace created for one test and deleted when it ends.
+type Netns struct {
+	// Name as `ip netns list` shows it.
+	Name string
+	t    testing.TB
+	mu   sync.Mutex
+	proc []*Proc
+}
+
+// NewNetns creates a namespace named kvmt-<prefix>-<random> with loopback up. The prefix keeps
+// parallel tests (and parallel developers) apart; keep it short (names are limited to 15+ chars in
+// some tools).
+func NewNetns(t testing.TB, prefix string) *Netns {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name := fmt.Sprintf("kvmt-%s-%s", prefix, hex.EncodeToString(b))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("create network namespace %s: %v: %s", name, err, out)
+	}
+	ns := &Netns{Name: name, t: t}
+	t.Cleanup(ns.destroy)
+	ns.MustRun("ip", "link", "set", "lo", "up")
+	return ns
+}
+
+func (ns *Netns) destroy() {
+	ns.mu.Lock()
+	procs := ns.proc
+	ns.proc = nil
+	ns.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].Stop()
+	}
+	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+		ns.t.Errorf("delete network namespace %s: %v: %s", ns.Name, err, out)
+	}
+}
+
+// Command returns an *exec.Cmd that runs argv inside the namespace.
+func (ns *Netns) Command(argv ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
+}
+
+// Run runs argv inside the namespace and returns its combined output.
+func (ns *Netns) Run(argv ...string) (string, error) {
+	out, err := ns.Command(argv...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("in netns %s: %s: %w: %s", ns.Name, strings.Join(argv, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// MustRun runs argv inside the namespace and fails the test on error.
+func (ns *Netns) MustRun(argv ...string) string {
+	ns.t.Helper()
+	out, err := ns.Run(argv...)
+	if err != nil {
+		ns.t.Fatal(err)
+	}
+	return out
+}
+
+// Proc is a long-running process started by a test; Stop kills it by PID.
+type Proc struct {
+	// Name for messages.
+	Name string
+	// Cmd is the running command.
+	Cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	once sync.Once
+}
+
+// Output returns what the process printed so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop sends SIGTERM to the process (and its process group), then SIGKILL after 3 s.
+func (p *Proc) Stop() {
+	p.once.Do(func() {
+		if p.Cmd.Process == nil {
+			return
+		}
+		pid := p.Cmd.Process.Pid
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(3 * time.Second):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+}
+
+// Start starts argv inside the namespace in its own process group; the process is stopped by PID when
+// the test ends. extraEnv is appended to the test's environment.
+func (ns *Netns) Start(name string, extraEnv []string, argv ...string) *Proc {
+	ns.t.Helper()
+	cmd := ns.Command(argv...)
+	return ns.StartCmd(name, cmd, extraEnv)
+}
+
+// StartCmd starts a prepared command (which must enter the namespace itself) and registers it for
+// cleanup with the namespace.
+func (ns *Netns) StartCmd(name string, cmd *exec.Cmd, extraEnv []string) *Proc {
+	ns.t.Helper()
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		ns.t.Fatalf("start %s in netns %s: %v", name, ns.Name, err)
+	}
+	p := &Proc{Name: name, Cmd: cmd, out: buf, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	ns.mu.Lock()
+	ns.proc = append(ns.proc, p)
+	ns.mu.Unlock()
+	return p
+}
+
+// Veth creates a veth pair with one end (aName) in ns and the other (bName) in peer, both up.
+func (ns *Netns) Veth(aName string, peer *Netns, bName string) {
+	ns.t.Helper()
+	ns.MustRun("ip", "link", "add", aName, "type", "veth", "peer", "name", bName, "netns", peer.Name)
+	ns.MustRun("ip", "link", "set", aName, "up")
+	peer.MustRun("ip", "link", "set", bName, "up")
+}
+
+// WaitFor polls cond every interval until it returns true or the deadline passes; it returns the last
+// error cond gave. Used for readiness of daemons, with generous deadlines, never fixed sleeps.
+func WaitFor(timeout, interval time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		last = err
+		if time.Now().After(deadline) {
+			if last == nil {
+				last = fmt.Errorf("condition not met")
+			}
+			return fmt.Errorf("after %s: %w", timeout, last)
+		}
+		time.Sleep(interval)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
