@@ -1,0 +1,53 @@
+// Package config holds kvmnet-agent's configuration: the YAML file /etc/kvmnet/agent.yaml, its
+// defaults, and validation. It does no I/O besides reading that file.
+package config
+
+import "time"
+
+// DefaultPath is where the agent reads its configuration from.
+const DefaultPath = "/etc/kvmnet/agent.yaml"
+
+// Config is the agent's configuration. Every kind of change the agent can make has an opt-out here.
+type Config struct {
+	// Listen lists the transports to serve: "virtio-serial:/dev/virtio-ports/org.kvmnet.agent.0",
+	// "vsock:7531", "unix:/run/kvmnet/agent.sock". Default: the virtio-serial port and vsock port 7531
+	// (each only when its device exists).
+	Listen []string `yaml:"listen"`
+	// AllowApply enables Apply, Confirm and Rollback. false is report-only mode: the agent answers
+	// PERMISSION_DENIED and changes nothing. Default true.
+	AllowApply bool `yaml:"allow_apply"`
+	// ManageProfiles lets the agent create, change and delete NetworkManager profiles. Default true.
+	ManageProfiles bool `yaml:"manage_profiles"`
+	// ManageIPv6 lets the agent write /etc/sysctl.d/99-kvmnet-disable-ipv6.conf and live sysctls.
+	// Default true.
+	ManageIPv6 bool `yaml:"manage_ipv6"`
+	// ManagePackageManager lets the agent write apt.conf.d and dnf.conf settings. Default true.
+	ManagePackageManager bool `yaml:"manage_package_manager"`
+	// Root is the filesystem root the agent reads and writes (/etc, /proc/sys, /var/lib/kvmnet are
+	// taken relative to it). Default "/"; tests point it at a temporary directory.
+	Root string `yaml:"root"`
+	// StateDir holds backups and the list of managed files, relative to Root. Default /var/lib/kvmnet.
+	StateDir string `yaml:"state_dir"`
+	// DefaultRollbackTimeout is used when an Apply request gives none. Default 60s.
+	DefaultRollbackTimeout time.Duration `yaml:"default_rollback_timeout"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+}
+
+// Default returns the configuration used when no file exists.
+func Default() Config {
+	return Config{
+		Listen: []string{
+			"virtio-serial:/dev/virtio-ports/org.kvmnet.agent.0",
+			"vsock:7531",
+		},
+		AllowApply:             true,
+		ManageProfiles:         true,
+		ManageIPv6:             true,
+		ManagePackageManager:   true,
+		Root:                   "/",
+		StateDir:               "/var/lib/kvmnet",
+		DefaultRollbackTimeout: 60 * time.Second,
+		LogLevel:               "info",
+	}
+}
