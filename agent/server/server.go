@@ -1,0 +1,179 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvmnet/kvmnet/agent/config"
+	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxMessageSize    = 4 << 20
+	DefaultMaxRPCTimeout     = 2 * time.Minute
+	DefaultConnectionTimeout = 10 * time.Second
+)
+
+// Options configures the server. Zero values take the defaults.
+type Options struct {
+	// AllowApply is config.Config.AllowApply: false gates Apply, Confirm and Rollback.
+	AllowApply bool
+	// ConfigPath names the file holding allow_apply, for the PERMISSION_DENIED message.
+	// Default config.DefaultPath.
+	ConfigPath string
+	// Logger receives one line per RPC (debug when it succeeded, warn when it failed).
+	Logger *slog.Logger
+	// MaxMessageSize bounds received and sent messages. Default 4 MiB.
+	MaxMessageSize int
+	// MaxRPCTimeout caps the deadline of every unary RPC (a caller's longer or missing deadline is
+	// cut to it). Default 2 min.
+	MaxRPCTimeout time.Duration
+	// ConnectionTimeout bounds the HTTP/2 handshake of a new connection, so a truncated preface frees a
+	// single-stream transport. Default 10 s.
+	ConnectionTimeout time.Duration
+}
+
+// GatedMethods are the RPCs report-only mode refuses.
+var GatedMethods = map[string]bool{
+	kvmnetv1.Agent_Apply_FullMethodName:    true,
+	kvmnetv1.Agent_Confirm_FullMethodName:  true,
+	kvmnetv1.Agent_Rollback_FullMethodName: true,
+}
+
+// Server is kvmnet-agent's gRPC server.
+type Server struct {
+	g    *grpc.Server
+	log  *slog.Logger
+	opts Options
+}
+
+// New builds the server for svc.
+func New(svc kvmnetv1.AgentServer, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = config.DefaultPath
+	}
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if opts.MaxRPCTimeout <= 0 {
+		opts.MaxRPCTimeout = DefaultMaxRPCTimeout
+	}
+	if opts.ConnectionTimeout <= 0 {
+		opts.ConnectionTimeout = DefaultConnectionTimeout
+	}
+	s := &Server{log: opts.Logger, opts: opts}
+	s.g = grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxMessageSize),
+		grpc.MaxSendMsgSize(opts.MaxMessageSize),
+		grpc.ConnectionTimeout(opts.ConnectionTimeout),
+		// The controller pings every 10 s (gRPC's client minimum) with or without active RPCs;
+		// allow it, and punish only clients pinging faster than every 5 s.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Detect a vanished host in ~20 s so a single-stream transport is freed for the next one.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 5 * time.Second}),
+		grpc.ChainUnaryInterceptor(s.logUnary, s.gate, s.capDeadline),
+		grpc.ChainStreamInterceptor(s.logStream),
+	)
+	kvmnetv1.RegisterAgentServer(s.g, svc)
+	return s
+}
+
+// Serve serves on l until Stop; it may be called for several listeners at once. It returns nil after
+// Stop.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.g.Serve(l)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: serve on %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+// Stop stops gracefully: running RPCs may finish until ctx is done, then everything is cut.
+func (s *Server) Stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.g.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.g.Stop()
+		<-done
+	}
+}
+
+// GRPC exposes the underlying server (to register more services, e.g. health).
+func (s *Server) GRPC() *grpc.Server { return s.g }
+
+// ReportOnlyError is the status report-only mode answers with.
+func ReportOnlyError(method, configPath string) error {
+	return status.Errorf(codes.PermissionDenied,
+		"%s refused: the agent is in report-only mode (allow_apply: false in %s); set allow_apply: true and restart kvmnet-agent to let it change the guest",
+		method, configPath)
+}
+
+func (s *Server) gate(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if !s.opts.AllowApply && GatedMethods[info.FullMethod] {
+		return nil, ReportOnlyError(info.FullMethod, s.opts.ConfigPath)
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) capDeadline(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	limit := time.Now().Add(s.opts.MaxRPCTimeout)
+	if dl, ok := ctx.Deadline(); !ok || dl.After(limit) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, limit)
+		defer cancel()
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	s.logRPC(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	s.logRPC(ss.Context(), info.FullMethod, start, err)
+	return err
+}
+
+func (s *Server) logRPC(ctx context.Context, method string, start time.Time, err error) {
+	remote := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		remote = p.Addr.String()
+	}
+	code := status.Code(err)
+	lvl := slog.LevelDebug
+	if err != nil && code != codes.Canceled {
+		lvl = slog.LevelWarn
+	}
+	attrs := []any{"method", method, "code", code.String(), "duration", time.Since(start), "remote", remote}
+	if err != nil {
+		attrs = append(attrs, "err", status.Convert(err).Message())
+	}
+	s.log.Log(ctx, lvl, "rpc", attrs...)
+}
