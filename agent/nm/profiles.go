@@ -1,0 +1,219 @@
+package nm
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// Settings is a connection profile as NetworkManager sends it over D-Bus: setting name → property →
+// value (a{sa{sv}}).
+type Settings map[string]map[string]dbus.Variant
+
+// Marker keys kvmnet writes into a profile's user data (NetworkManager's "user" setting, user.data:
+// free key/value strings NetworkManager stores with the profile and never interprets).
+//
+// Why user data and not the id alone: the guide's manual recipe (`nmcli connection add ... con-name
+// kvm-dhcp`) produces the same kind of name, and users rename profiles; an id says nothing about who
+// created a profile. user.data is a first-class setting (NetworkManager >= 1.8) that every settings
+// plugin persists (a [user] section in keyfiles) and `nmcli -f user connection show` displays, so the
+// mark survives restarts, renames and edits in nmcli, and is visible to the admin. A profile is
+// managed by kvmnet exactly when ManagedKey is present.
+const (
+	// ManagedKey marks a profile created by kvmnet; its value names the creator ("kvmnet-agent").
+	ManagedKey = "org.kvmnet.managed-by"
+	// MACKey records the MAC of the NIC the profile was made for (lower case), as evidence.
+	MACKey = "org.kvmnet.mac"
+	// ProfilePrefix starts the id of every profile kvmnet creates: kvm-dhcp-<ifname>.
+	ProfilePrefix = "kvm-dhcp-"
+	// EthernetType is connection.type of wired profiles.
+	EthernetType = "802-3-ethernet"
+)
+
+// Profile is one connection profile, flattened to what kvmnet reports and decides on.
+type Profile struct {
+	// Path is the D-Bus object path of the settings connection.
+	Path dbus.ObjectPath
+	// ID is connection.id.
+	ID string
+	// UUID is connection.uuid.
+	UUID string
+	// Type is connection.type, e.g. "802-3-ethernet".
+	Type string
+	// InterfaceName is connection.interface-name ("" when unbound by name).
+	InterfaceName string
+	// MAC is 802-3-ethernet.mac-address, lower case ("" when unbound by MAC).
+	MAC string
+	// IPv4Method is ipv4.method ("" when the profile has no ipv4 setting).
+	IPv4Method string
+	// IPv6Method is ipv6.method.
+	IPv6Method string
+	// IPv4Addresses are the static addresses of ipv4.address-data, CIDR.
+	IPv4Addresses []string
+	// Autoconnect is connection.autoconnect (NetworkManager's default is true).
+	Autoconnect bool
+	// ManagedByKvmnet is true when user.data carries ManagedKey.
+	ManagedByKvmnet bool
+	// Active is true when the profile is active on some device.
+	Active bool
+	// ActiveDevice is the interface the active profile is applied to.
+	ActiveDevice string
+	// BoundToMissingInterface is true for an ethernet profile whose interface-name or MAC matches no
+	// device: the "hard-coded interface name" failure (eth0 when the NIC is enp1s0).
+	BoundToMissingInterface bool
+	// Filename is the file NetworkManager stores the profile in ("" for in-memory profiles).
+	Filename string
+}
+
+// BoundTo reports whether the profile is bound to the NIC named ifname with MAC mac, by name or MAC.
+func (p Profile) BoundTo(ifname, mac string) bool {
+	return (p.InterfaceName != "" && p.InterfaceName == ifname) || (p.MAC != "" && strings.EqualFold(p.MAC, mac))
+}
+
+// State is everything the Client reads about profiles and devices in one go.
+type State struct {
+	// Status of NetworkManager.
+	Status Status
+	// Devices NetworkManager knows.
+	Devices []Device
+	// Profiles, sorted by id.
+	Profiles []Profile
+}
+
+// DeviceByMAC returns the device with the given MAC.
+func (s State) DeviceByMAC(mac string) (Device, bool) {
+	for _, d := range s.Devices {
+		if d.MAC != "" && strings.EqualFold(d.MAC, mac) {
+			return d, true
+		}
+	}
+	return Device{}, false
+}
+
+// ProfileByID returns the profile with the given id.
+func (s State) ProfileByID(id string) (Profile, bool) {
+	for _, p := range s.Profiles {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return Profile{}, false
+}
+
+// State reads NetworkManager's status, devices and profiles (with activity and missing-interface
+// detection).
+func (c *Client) State(ctx context.Context) (State, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	devs, err := c.Devices(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	var paths []dbus.ObjectPath
+	if err := c.call(ctx, settingsPath, settingsIface+".ListConnections", nil, &paths); err != nil {
+		return State{}, err
+	}
+	active := map[dbus.ObjectPath]string{} // settings path → device interface
+	for _, d := range devs {
+		if d.ActiveConnection == "" || d.ActiveConnection == "/" {
+			continue
+		}
+		var v dbus.Variant
+		if err := c.call(ctx, d.ActiveConnection, propsIface+".Get", []any{activeIface, "Connection"}, &v); err != nil {
+			if isUnknownObject(err) {
+				continue
+			}
+			return State{}, err
+		}
+		if p, ok := v.Value().(dbus.ObjectPath); ok {
+			active[p] = d.Interface
+		}
+	}
+	out := State{Status: st, Devices: devs}
+	for _, p := range paths {
+		s, err := c.Settings(ctx, p)
+		if err != nil {
+			if isUnknownObject(err) {
+				continue
+			}
+			return State{}, err
+		}
+		prof := ParseProfile(p, s)
+		if dev, ok := active[p]; ok {
+			prof.Active, prof.ActiveDevice = true, dev
+		}
+		var fn dbus.Variant
+		if err := c.call(ctx, p, propsIface+".Get", []any{connIface, "Filename"}, &fn); err == nil {
+			prof.Filename, _ = fn.Value().(string)
+		}
+		prof.BoundToMissingInterface = boundToMissing(prof, devs)
+		out.Profiles = append(out.Profiles, prof)
+	}
+	sort.Slice(out.Profiles, func(i, j int) bool {
+		if out.Profiles[i].ID != out.Profiles[j].ID {
+			return out.Profiles[i].ID < out.Profiles[j].ID
+		}
+		return out.Profiles[i].UUID < out.Profiles[j].UUID
+	})
+	return out, nil
+}
+
+// Settings returns the settings of the connection at path.
+func (c *Client) Settings(ctx context.Context, path dbus.ObjectPath) (Settings, error) {
+	var s Settings
+	err := c.call(ctx, path, connIface+".GetSettings", nil, &s)
+	return s, err
+}
+
+func boundToMissing(p Profile, devs []Device) bool {
+	if p.Type != EthernetType || (p.InterfaceName == "" && p.MAC == "") {
+		return false
+	}
+	for _, d := range devs {
+		nameOK := p.InterfaceName == "" || p.InterfaceName == d.Interface
+		macOK := p.MAC == "" || strings.EqualFold(p.MAC, d.MAC)
+		if nameOK && macOK {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseProfile flattens settings into a Profile (pure; Active, Filename and BoundToMissingInterface
+// are left for the caller).
+func ParseProfile(path dbus.ObjectPath, s Settings) Profile {
+	p := Profile{Path: path, Autoconnect: true}
+	str := func(setting, key string) string {
+		v, _ := s[setting][key].Value().(string)
+		return v
+	}
+	p.ID = str("connection", "id")
+	p.UUID = str("connection", "uuid")
+	p.Type = str("connection", "type")
+	p.InterfaceName = str("connection", "interface-name")
+	if v, ok := s["connection"]["autoconnect"].Value().(bool); ok {
+		p.Autoconnect = v
+	}
+	if b, ok := s[EthernetType]["mac-address"].Value().([]byte); ok && len(b) > 0 {
+		p.MAC = net.HardwareAddr(b).String()
+	}
+	p.IPv4Method = str("ipv4", "method")
+	p.IPv6Method = str("ipv6", "method")
+	p.IPv4Addresses = addressData(s["ipv4"]["address-data"].Value())
+	if data, ok := s["user"]["data"].Value().(map[string]string); ok {
+		_, p.ManagedByKvmnet = data[ManagedKey]
+	}
+	return p
+}
+
+// String is a one-line description for logs.
+func (p Profile) String() string {
+	return fmt.Sprintf("%s (uuid=%s type=%s ifname=%q mac=%q ipv4=%s ipv6=%s autoconnect=%t kvmnet=%t)",
+		p.ID, p.UUID, p.Type, p.InterfaceName, p.MAC, p.IPv4Method, p.IPv6Method, p.Autoconnect, p.ManagedByKvmnet)
+}
