@@ -114,4 +114,3 @@ func TestValidate(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
-
