@@ -136,6 +136,8 @@ type DomainNIC struct {
 	Model string `json:"model,omitempty"`
 	// LinkState is "up" or "down" (<link state=...>; empty means up).
 	LinkState string `json:"link_state,omitempty"`
+	// SourceDev is <source dev=...>: the host NIC of a direct (macvtap) interface.
+	SourceDev string `json:"source_dev,omitempty"`
 }
 
 // Channel is one <channel> of a domain.
@@ -172,6 +174,8 @@ type Domain struct {
 	NICs []DomainNIC `json:"nics"`
 	// Channels are the domain's channels.
 	Channels []Channel `json:"channels,omitempty"`
+	// ID is the running domain's id (the N of libvirt's domain-N-NAME channel directory); 0 when off.
+	ID int `json:"id,omitempty"`
 	// VsockCID is the <vsock><cid address=N/>; 0 when the domain has no vsock device.
 	VsockCID uint32 `json:"vsock_cid,omitempty"`
 	// ChannelAccess describes who can connect to the kvmnet channel socket (nil when unknown).
