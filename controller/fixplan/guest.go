@@ -1,0 +1,325 @@
+package fixplan
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kvmnet/kvmnet/controller/diagnose"
+	"github.com/kvmnet/kvmnet/controller/snapshot"
+	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+)
+
+// DefaultRollbackTimeout is how long an unconfirmed guest change lives before the guest undoes it.
+const DefaultRollbackTimeout = 60 * time.Second
+
+// DefaultDNSCheckName is resolved through the guest's resolver to prove DNS works after a fix: the
+// Debian mirror, because "apt hangs" is what users notice first.
+const DefaultDNSCheckName = "deb.debian.org"
+
+// GuestOptions are the user's choices for `kvmnetctl guests fix`.
+type GuestOptions struct {
+	// Domain to fix.
+	Domain string
+	// MAC restricts the plan to one NIC ("" = every NIC on a libvirt network).
+	MAC string
+	// AllowStaticToDHCP is the user's consent to replace a static address in the wrong subnet by DHCP.
+	AllowStaticToDHCP bool
+	// RollbackTimeout for the agent's checkpoint (0 = DefaultRollbackTimeout).
+	RollbackTimeout time.Duration
+	// CheckURLs are extra HTTP GET targets the guest must reach before the fix is confirmed.
+	CheckURLs []string
+	// CheckDNSName is resolved in the guest to verify DNS ("" = DefaultDNSCheckName).
+	CheckDNSName string
+}
+
+// GuestStep explains one action of a guest plan: which finding it answers.
+type GuestStep struct {
+	// Code of the finding the action answers.
+	Code diagnose.Code `json:"code"`
+	// MAC of the NIC concerned ("" for guest-wide actions).
+	MAC string `json:"mac,omitempty"`
+	// Summary for humans, e.g. "ensure DHCP profile on 52:54:00:aa:bb:cc (ipv6 disabled)".
+	Summary string `json:"summary"`
+}
+
+// Skipped is a finding the guest plan leaves alone, and why.
+type Skipped struct {
+	// Finding left alone.
+	Finding diagnose.Finding `json:"finding"`
+	// Reason, with what to do instead.
+	Reason string `json:"reason"`
+}
+
+// Verification is what must hold after Apply before the controller confirms.
+type Verification struct {
+	// LeaseMACs must each get a DHCP lease from libvirt's dnsmasq.
+	LeaseMACs []string `json:"lease_macs,omitempty"`
+	// NeighborMACs must each appear in the neighbour table of their bridge (bridged networks,
+	// where leases come from outside libvirt).
+	NeighborMACs []string `json:"neighbor_macs,omitempty"`
+	// Checks the agent must pass (RunChecks).
+	Checks []*kvmnetv1.Check `json:"checks,omitempty"`
+}
+
+// GuestPlan is a fix for one guest.
+type GuestPlan struct {
+	// Domain fixed.
+	Domain string `json:"domain"`
+	// Request is what is sent to the agent's Apply (DryRun is set by the executor).
+	Request *kvmnetv1.ApplyRequest `json:"request"`
+	// Steps explain the actions.
+	Steps []GuestStep `json:"steps"`
+	// HostSide are findings whose cause is on the host: `kvmnetctl host fix` handles them.
+	HostSide []diagnose.Finding `json:"host_side,omitempty"`
+	// Skipped are guest findings the plan does not act on.
+	Skipped []Skipped `json:"skipped,omitempty"`
+	// Verify is what must hold before Confirm.
+	Verify Verification `json:"verify"`
+}
+
+// Empty reports whether the plan asks the agent for nothing.
+func (p GuestPlan) Empty() bool { return len(p.Request.GetActions()) == 0 }
+
+// hostSideCodes have their cause on the host; fixing the guest cannot help.
+var hostSideCodes = []diagnose.Code{
+	diagnose.CodeNetworkMissing, diagnose.CodeNetworkInactive, diagnose.CodeNetworkAutostartOff,
+	diagnose.CodeNetworkDHCPMissing, diagnose.CodeBridgeDown, diagnose.CodeIPForwardOff,
+	diagnose.CodeNATMasqueradeMissing, diagnose.CodeLibvirtRulesMissing, diagnose.CodeUFWRoutedBlocked,
+	diagnose.CodeForwardPolicyDrop, diagnose.CodeFirewallEgressBlocked, diagnose.CodeHostDHCPDNSBlocked,
+	diagnose.CodeFirewalldZoneMissing, diagnose.CodeDnsmasqDown, diagnose.CodeGuestNICLinkDown,
+	diagnose.CodeGuestNICDetached, diagnose.CodeGuestEgressBlocked, diagnose.CodeChannelSocketExposed,
+	diagnose.CodeFirewallUnreadable,
+}
+
+// dhcpCodes are answered by a DHCP profile bound to the NIC's real name.
+var dhcpCodes = []diagnose.Code{
+	diagnose.CodeGuestNoIPv4, diagnose.CodeGuestNoLease, diagnose.CodeGuestIPLeaseMismatch,
+	diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestNoDefaultRoute,
+	diagnose.CodeGuestGatewayUnreachable,
+}
+
+// ipv6Codes are answered by disabling IPv6 and forcing package managers to IPv4.
+var ipv6Codes = []diagnose.Code{diagnose.CodeGuestIPv6Unroutable, diagnose.CodeGuestAptIPv6Risk}
+
+// Guest builds the fix plan for opts.Domain from a snapshot and its findings. It returns an error
+// (and no plan) when the guest cannot be fixed through its agent at all: unknown domain, domain not
+// running, NIC not in the domain, agent unreachable or in report-only mode.
+func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) (GuestPlan, error) {
+	dom, ok := findDomain(s, opts.Domain)
+	if !ok {
+		return GuestPlan{}, fmt.Errorf("domain %q not found on %s; `virsh list --all` lists the domains", opts.Domain, s.URI)
+	}
+	if !dom.Running() {
+		return GuestPlan{}, fmt.Errorf("domain %q is %s; start it (`virsh start %s`) and run the fix again", dom.Name, dom.State, dom.Name)
+	}
+	mac := strings.ToLower(opts.MAC)
+	if mac != "" && !slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.MAC == mac }) {
+		return GuestPlan{}, fmt.Errorf("domain %q has no NIC with MAC %s; its NICs: %s", dom.Name, mac, nicMACs(dom))
+	}
+	g, ok := findGuest(s, dom.Name)
+	switch {
+	case !ok || g.Transport == snapshot.TransportNone:
+		return GuestPlan{}, fmt.Errorf("domain %q has no kvmnet agent channel; add it with `kvmnetctl guests enable-channel %s`, install kvmnet-agent in the guest, then retry", dom.Name, dom.Name)
+	case !g.Reachable:
+		return GuestPlan{}, fmt.Errorf("kvmnet agent of %q does not answer on %s (%s); check `systemctl status kvmnet-agent` in the guest", dom.Name, g.Address, g.Error)
+	case g.State != nil && g.State.GetConfig() != nil && !g.State.GetConfig().GetAllowApply():
+		return GuestPlan{}, fmt.Errorf("kvmnet agent of %q is in report-only mode (allow_apply: false in /etc/kvmnet/agent.yaml); it changes nothing", dom.Name)
+	}
+
+	timeout := opts.RollbackTimeout
+	if timeout <= 0 {
+		timeout = DefaultRollbackTimeout
+	}
+	plan := GuestPlan{
+		Domain:  dom.Name,
+		Request: &kvmnetv1.ApplyRequest{RollbackTimeoutSeconds: uint32(timeout / time.Second)},
+	}
+
+	// Which NICs are eligible: on a libvirt network or host bridge, and selected by --nic.
+	eligible := map[string]snapshot.DomainNIC{}
+	for _, n := range dom.NICs {
+		if (n.Type == "network" || n.Type == "bridge") && (mac == "" || n.MAC == mac) {
+			eligible[n.MAC] = n
+		}
+	}
+
+	var dhcpMACs []string
+	disableIPv6 := false
+	for _, f := range findings {
+		if f.Domain != dom.Name {
+			continue
+		}
+		if f.MAC != "" && mac != "" && f.MAC != mac {
+			continue
+		}
+		switch {
+		case slices.Contains(hostSideCodes, f.Code):
+			plan.HostSide = append(plan.HostSide, f)
+		case slices.Contains(ipv6Codes, f.Code):
+			disableIPv6 = true
+		case f.Code == diagnose.CodeGuestStaticWrongSubnet && !opts.AllowStaticToDHCP:
+			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "a static address is the user's choice: rerun with --allow-static-to-dhcp to switch this NIC to DHCP"})
+		case slices.Contains(dhcpCodes, f.Code) || f.Code == diagnose.CodeGuestStaticWrongSubnet:
+			targets := []string{f.MAC}
+			if f.MAC == "" {
+				targets = sortedKeys(eligible) // a profile bound to a missing name concerns every NIC
+			}
+			for _, m := range targets {
+				if _, ok := eligible[m]; !ok {
+					plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: fmt.Sprintf("NIC %s is not on a libvirt network or host bridge", m)})
+					continue
+				}
+				if !slices.Contains(dhcpMACs, m) {
+					dhcpMACs = append(dhcpMACs, m)
+				}
+			}
+		default:
+			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "not something the agent can change: " + f.Fix})
+		}
+	}
+	slices.Sort(dhcpMACs)
+
+	ipv6Method := kvmnetv1.IPv6Method_IPV6_METHOD_UNSPECIFIED
+	if disableIPv6 {
+		ipv6Method = kvmnetv1.IPv6Method_IPV6_METHOD_DISABLED
+	}
+	for _, m := range dhcpMACs {
+		plan.add(diagnoseCodeFor(findings, dom.Name, m), m, fmt.Sprintf("remove profiles that conflict with NIC %s or are bound to missing interfaces", m),
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_RemoveConflictingProfiles{RemoveConflictingProfiles: &kvmnetv1.RemoveConflictingProfiles{Mac: m}}})
+		plan.add(diagnoseCodeFor(findings, dom.Name, m), m, fmt.Sprintf("ensure DHCP profile kvm-dhcp-<ifname> on NIC %s (ipv6 %s)", m, ipv6Word(ipv6Method)),
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_EnsureDhcpProfile{EnsureDhcpProfile: &kvmnetv1.EnsureDHCPProfile{Mac: m, Ipv6Method: ipv6Method}}})
+	}
+	if disableIPv6 {
+		plan.add(diagnose.CodeGuestIPv6Unroutable, "", "disable IPv6 (sysctl.d file + live sysctls): the host network cannot route it",
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_SetIpv6{SetIpv6: &kvmnetv1.SetIPv6{Disable: true}}})
+		plan.add(diagnose.CodeGuestAptIPv6Risk, "", "force apt and dnf to IPv4 so they never wait on unreachable IPv6 mirrors",
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_SetPackageManagerIpv4{SetPackageManagerIpv4: &kvmnetv1.SetPackageManagerIPv4{Force: true}}})
+	}
+
+	plan.Verify = verification(s, eligible, dhcpMACs, opts)
+	return plan, nil
+}
+
+func (p *GuestPlan) add(code diagnose.Code, mac, summary string, a *kvmnetv1.Action) {
+	p.Request.Actions = append(p.Request.Actions, a)
+	p.Steps = append(p.Steps, GuestStep{Code: code, MAC: mac, Summary: summary})
+}
+
+// verification lists what must hold before Confirm: a lease (or neighbour entry on bridged networks)
+// for each NIC the plan touches, then gateway, DNS, and egress checks from inside the guest.
+func verification(s snapshot.Snapshot, eligible map[string]snapshot.DomainNIC, macs []string, opts GuestOptions) Verification {
+	var v Verification
+	dnsName := opts.CheckDNSName
+	if dnsName == "" {
+		dnsName = DefaultDNSCheckName
+	}
+	v.Checks = append(v.Checks,
+		&kvmnetv1.Check{Name: "gateway-v4", Kind: kvmnetv1.CheckKind_CHECK_KIND_PING, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 3000},
+		&kvmnetv1.Check{Name: "dns-v4", Kind: kvmnetv1.CheckKind_CHECK_KIND_DNS, Target: dnsName, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 5000},
+	)
+	seenBridgeIP := map[string]bool{}
+	for _, m := range sortedKeys(eligible) {
+		nic := eligible[m]
+		net, libvirtDHCP := networkOf(s, nic)
+		if slices.Contains(macs, m) {
+			if libvirtDHCP {
+				v.LeaseMACs = append(v.LeaseMACs, m)
+			} else {
+				v.NeighborMACs = append(v.NeighborMACs, m)
+			}
+		}
+		// TCP to the bridge's dnsmasq proves the guest reaches its host over the NIC's network.
+		if ip := bridgeIPv4(net); ip != "" && net.DNSEnabled && !seenBridgeIP[ip] {
+			seenBridgeIP[ip] = true
+			v.Checks = append(v.Checks, &kvmnetv1.Check{Name: "dns-tcp-" + net.Name, Kind: kvmnetv1.CheckKind_CHECK_KIND_TCP,
+				Target: ip + ":53", Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 3000})
+		}
+	}
+	for i, u := range opts.CheckURLs {
+		v.Checks = append(v.Checks, &kvmnetv1.Check{Name: fmt.Sprintf("url-%d", i+1), Kind: kvmnetv1.CheckKind_CHECK_KIND_HTTP,
+			Target: u, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 10000})
+	}
+	return v
+}
+
+// networkOf returns the libvirt network of a NIC and whether libvirt's dnsmasq hands out its leases.
+func networkOf(s snapshot.Snapshot, nic snapshot.DomainNIC) (snapshot.Network, bool) {
+	if nic.Type != "network" {
+		return snapshot.Network{}, false
+	}
+	for _, n := range s.Networks {
+		if n.Name == nic.Network {
+			return n, n.Forward != snapshot.ForwardBridge && n.HasDHCP()
+		}
+	}
+	return snapshot.Network{}, false
+}
+
+func bridgeIPv4(n snapshot.Network) string {
+	for _, ip := range n.IPs {
+		if ip.Family == 4 && net.ParseIP(ip.Address) != nil {
+			return ip.Address
+		}
+	}
+	return ""
+}
+
+// diagnoseCodeFor returns the most telling DHCP-related code reported for a NIC (for the step text).
+func diagnoseCodeFor(findings []diagnose.Finding, domain, mac string) diagnose.Code {
+	for _, want := range append([]diagnose.Code{diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestStaticWrongSubnet}, dhcpCodes...) {
+		for _, f := range findings {
+			if f.Domain == domain && f.Code == want && (f.MAC == mac || f.MAC == "") {
+				return want
+			}
+		}
+	}
+	return diagnose.CodeGuestNoIPv4
+}
+
+func ipv6Word(m kvmnetv1.IPv6Method) string {
+	if m == kvmnetv1.IPv6Method_IPV6_METHOD_DISABLED {
+		return "disabled"
+	}
+	return "auto"
+}
+
+func findDomain(s snapshot.Snapshot, name string) (snapshot.Domain, bool) {
+	for _, d := range s.Domains {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return snapshot.Domain{}, false
+}
+
+func findGuest(s snapshot.Snapshot, name string) (snapshot.Guest, bool) {
+	for _, g := range s.Guests {
+		if g.Domain == name {
+			return g, true
+		}
+	}
+	return snapshot.Guest{}, false
+}
+
+func nicMACs(d snapshot.Domain) string {
+	var m []string
+	for _, n := range d.NICs {
+		m = append(m, n.MAC)
+	}
+	if len(m) == 0 {
+		return "none"
+	}
+	return strings.Join(m, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
