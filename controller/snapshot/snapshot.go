@@ -30,6 +30,9 @@ type Snapshot struct {
 
 // Host holds facts about the host's own network stack.
 type Host struct {
+	// Read is true when the host's links were read (a local connection URI and the host-network
+	// source answered). When false, an empty Bridges list means "unknown", not "no bridges".
+	Read bool `json:"read"`
 	// IPForward is net.ipv4.ip_forward == 1.
 	IPForward bool `json:"ip_forward"`
 	// IPForwardKnown is false when the sysctl could not be read.
