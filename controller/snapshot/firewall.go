@@ -33,6 +33,13 @@ type Firewall struct {
 	Flows []Flow `json:"flows,omitempty"`
 	// Read is false when the rules could not be read (not root, tools missing).
 	Read bool `json:"read"`
+	// Backends lists every backend that holds rules ("iptables-nft", "iptables-legacy", "nftables").
+	Backends []string `json:"backends,omitempty"`
+	// ForwardPolicySetBy names who set a DROP/REJECT FORWARD policy: "docker", "ufw", "firewalld",
+	// several joined with ",", or "unknown"; "" when the policy accepts.
+	ForwardPolicySetBy string `json:"forward_policy_set_by,omitempty"`
+	// Evidence, key=value words (what was read, which tables exist).
+	Evidence string `json:"evidence,omitempty"`
 	// Error says why the rules could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -45,6 +52,8 @@ type UFW struct {
 	DefaultRouted string `json:"default_routed,omitempty"`
 	// RouteAllows are "in on X out on Y" route allow rules found.
 	RouteAllows []string `json:"route_allows,omitempty"`
+	// InputAllows are "in on X" allow rules found (what `ufw allow in on X` adds).
+	InputAllows []string `json:"input_allows,omitempty"`
 }
 
 // Firewalld is firewalld's state.
@@ -71,4 +80,18 @@ type Flow struct {
 	Chain string `json:"chain"`
 	// Trace is the list of chains and rules traversed, for evidence.
 	Trace []string `json:"trace,omitempty"`
+	// Backend whose rule decided ("iptables-nft", "iptables-legacy", "nftables", "none").
+	Backend string `json:"backend,omitempty"`
+	// In and Out are the packet's interfaces (Out is "" for packets to the host).
+	In  string `json:"in,omitempty"`
+	Out string `json:"out,omitempty"`
+	// Proto ("tcp", "udp") and DPort of the packet.
+	Proto string `json:"proto,omitempty"`
+	DPort int    `json:"dport,omitempty"`
+	// NAT is the source NAT the packet gets at postrouting ("masquerade", "snat", "" none); egress only.
+	NAT string `json:"nat,omitempty"`
+	// NATRule is the rule that translates it (or says none matched); egress only.
+	NATRule string `json:"nat_rule,omitempty"`
+	// Uncertain lists rules with matches the evaluator does not model (assumed not to match).
+	Uncertain []string `json:"uncertain,omitempty"`
 }
