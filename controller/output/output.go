@@ -1,0 +1,241 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
+)
+
+// Format is an output format.
+type Format string
+
+// Formats.
+const (
+	FormatTable Format = "table"
+	FormatJSON  Format = "json"
+	FormatYAML  Format = "yaml"
+)
+
+// ParseFormat checks a -o value.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(strings.ToLower(s)); f {
+	case FormatTable, FormatJSON, FormatYAML:
+		return f, nil
+	}
+	return "", fmt.Errorf("output format %q: want table, json or yaml", s)
+}
+
+// Table is a value that renders as rows under headers.
+type Table interface {
+	Headers() []string
+	Rows() [][]string
+}
+
+// Style marks a row for colouring on a terminal.
+type Style int
+
+// Styles.
+const (
+	StyleNone Style = iota
+	StyleOK
+	StyleWarning
+	StyleError
+	StyleDim
+)
+
+// RowStyler is a Table whose rows carry a style (e.g. by severity).
+type RowStyler interface {
+	RowStyle(i int) Style
+}
+
+// Summarizer is a value with a one-line summary printed under its table.
+type Summarizer interface {
+	Summary() string
+}
+
+// Renderer writes values in one format.
+type Renderer struct {
+	w      io.Writer
+	format Format
+	color  bool
+}
+
+// New returns a renderer writing to w. Colour is used only when w is a terminal and NO_COLOR is
+// unset.
+func New(w io.Writer, f Format) *Renderer {
+	return &Renderer{w: w, format: f, color: IsTerminal(w) && os.Getenv("NO_COLOR") == ""}
+}
+
+// WithColor forces colour on or off.
+func (r *Renderer) WithColor(on bool) *Renderer { c := *r; c.color = on; return &c }
+
+// Format is the renderer's format.
+func (r *Renderer) Format() Format { return r.format }
+
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// Render writes v. In table format a value that is not a Table is printed as YAML.
+func (r *Renderer) Render(v any) error {
+	switch r.format {
+	case FormatJSON:
+		b, err := JSON(v)
+		if err != nil {
+			return err
+		}
+		_, err = r.w.Write(append(b, '\n'))
+		return err
+	case FormatYAML:
+		b, err := YAML(v)
+		if err != nil {
+			return err
+		}
+		_, err = r.w.Write(b)
+		return err
+	default:
+		t, ok := v.(Table)
+		if !ok {
+			b, err := YAML(v)
+			if err != nil {
+				return err
+			}
+			_, err = r.w.Write(b)
+			return err
+		}
+		return r.table(t)
+	}
+}
+
+// JSON encodes v indented by two spaces, with stable bytes (protobuf messages via protojson with
+// proto field names and zero values included).
+func JSON(v any) ([]byte, error) {
+	var raw []byte
+	var err error
+	if m, ok := v.(proto.Message); ok {
+		raw, err = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	} else {
+		raw, err = json.Marshal(v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("output: encode JSON: %w", err)
+	}
+	// protojson randomises whitespace on purpose: normalise it.
+	var compact, out bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, fmt.Errorf("output: encode JSON: %w", err)
+	}
+	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
+		return nil, fmt.Errorf("output: encode JSON: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// YAML encodes v as block YAML with the same keys and order as JSON.
+func YAML(v any) ([]byte, error) {
+	j, err := JSON(v)
+	if err != nil {
+		return nil, err
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(j, &n); err != nil {
+		return nil, fmt.Errorf("output: encode YAML: %w", err)
+	}
+	blockStyle(&n)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, fmt.Errorf("output: encode YAML: %w", err)
+	}
+	_ = enc.Close()
+	return buf.Bytes(), nil
+}
+
+func blockStyle(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		n.Style = 0
+	}
+	if n.Kind == yaml.ScalarNode && n.Style == yaml.DoubleQuotedStyle {
+		n.Style = 0 // the encoder quotes again where needed
+	}
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
+
+var ansi = map[Style]string{StyleOK: "\x1b[32m", StyleWarning: "\x1b[33m", StyleError: "\x1b[31m", StyleDim: "\x1b[2m"}
+
+const (
+	ansiBold  = "\x1b[1m"
+	ansiReset = "\x1b[0m"
+)
+
+func (r *Renderer) table(t Table) error {
+	headers, rows := t.Headers(), t.Rows()
+	width := make([]int, len(headers))
+	for i, h := range headers {
+		width[i] = len([]rune(h))
+	}
+	for _, row := range rows {
+		for i, c := range row {
+			if i < len(width) {
+				width[i] = max(width[i], len([]rune(c)))
+			}
+		}
+	}
+	var b strings.Builder
+	line := func(cells []string, pre string) {
+		var s strings.Builder
+		for i := range headers {
+			c := ""
+			if i < len(cells) {
+				c = cells[i]
+			}
+			if i == len(headers)-1 {
+				s.WriteString(c)
+			} else {
+				s.WriteString(c + strings.Repeat(" ", width[i]-len([]rune(c))+2))
+			}
+		}
+		text := strings.TrimRight(s.String(), " ")
+		if pre != "" {
+			text = pre + text + ansiReset
+		}
+		b.WriteString(text + "\n")
+	}
+	hpre := ""
+	if r.color {
+		hpre = ansiBold
+	}
+	line(headers, hpre)
+	styler, _ := t.(RowStyler)
+	for i, row := range rows {
+		pre := ""
+		if r.color && styler != nil {
+			pre = ansi[styler.RowStyle(i)]
+		}
+		line(row, pre)
+	}
+	if s, ok := t.(Summarizer); ok {
+		if sum := s.Summary(); sum != "" {
+			b.WriteString("\n" + sum + "\n")
+		}
+	}
+	_, err := io.WriteString(r.w, b.String())
+	return err
+}
