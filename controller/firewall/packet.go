@@ -146,7 +146,9 @@ type tracer struct {
 	steps     int
 }
 
-func (t *tracer) add(format string, args ...any) { t.lines = append(t.lines, fmt.Sprintf(format, args...)) }
+func (t *tracer) add(format string, args ...any) {
+	t.lines = append(t.lines, fmt.Sprintf(format, args...))
+}
 
 // maxSteps bounds rule visits per evaluation: a ruleset with a jump loop (which the kernel refuses to
 // load, but a hand-written dump may hold) ends as "unknown" instead of hanging.
