@@ -1,0 +1,308 @@
+package fix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kvmnet/kvmnet/controller/diagnose"
+	"github.com/kvmnet/kvmnet/controller/fixplan"
+	"github.com/kvmnet/kvmnet/controller/snapshot"
+	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+)
+
+// Agent is what a guest fix needs from a guest's agent (*agentclient.Client satisfies it).
+type Agent interface {
+	kvmnetv1.AgentClient
+	io.Closer
+}
+
+// Snapshotter collects the host and its guests and diagnoses them.
+type Snapshotter func(ctx context.Context) (snapshot.Snapshot, []diagnose.Finding, error)
+
+// GuestDeps are the adapters a guest fix uses.
+type GuestDeps struct {
+	// Snapshot collects and diagnoses (the agent connection it used must be closed when it returns:
+	// a virtio-serial channel serves one client at a time).
+	Snapshot Snapshotter
+	// DialAgent connects to a guest's agent.
+	DialAgent func(ctx context.Context, g snapshot.Guest) (Agent, error)
+	// Leases returns the current DHCP leases of a libvirt network.
+	Leases func(ctx context.Context, network string) ([]snapshot.Lease, error)
+	// Neighbors returns the neighbour entries of a host bridge (bridged networks); may be nil.
+	Neighbors func(ctx context.Context, bridge string) ([]snapshot.Neighbor, error)
+	// Confirm asks the user; nil means --yes.
+	Confirm func(question string) (bool, error)
+	// Out receives the plan, the diff and the outcome.
+	Out io.Writer
+	// Progress shows waiting steps; nil means plain lines on Out.
+	Progress *Progress
+	// PollInterval between verification attempts (0 = 2 s).
+	PollInterval time.Duration
+}
+
+// GuestResult is the outcome of a guest fix.
+type GuestResult struct {
+	// Plan that was (or would be) applied.
+	Plan fixplan.GuestPlan `json:"plan"`
+	// Preview is the agent's dry-run answer (the real diff computed in the guest).
+	Preview *kvmnetv1.ApplyResponse `json:"preview,omitempty"`
+	// Applied is the agent's Apply answer.
+	Applied *kvmnetv1.ApplyResponse `json:"applied,omitempty"`
+	// Confirmed is true when the changes were verified and kept.
+	Confirmed bool `json:"confirmed"`
+	// RolledBack is true when the changes were undone.
+	RolledBack bool `json:"rolled_back"`
+	// Failures say which verification failed (when RolledBack).
+	Failures []string `json:"failures,omitempty"`
+	// Declined is true when the user answered no.
+	Declined bool `json:"declined,omitempty"`
+}
+
+// ErrVerificationFailed is returned (wrapped) when a fix was applied, did not verify, and was rolled
+// back.
+var ErrVerificationFailed = errors.New("fix did not verify and was rolled back")
+
+// Guest runs `kvmnetctl guests fix`: plan, preview (agent dry run), confirm, apply under a checkpoint,
+// verify from the host side, then Confirm — or Rollback with the reasons.
+func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun bool) (GuestResult, error) {
+	var res GuestResult
+	if d.Progress == nil {
+		d.Progress = NewProgress(d.Out, false)
+	}
+	d.Progress.Step("reading host state and the agent of %s", opts.Domain)
+	snap, findings, err := d.Snapshot(ctx)
+	if err != nil {
+		d.Progress.Done("")
+		return res, err
+	}
+	plan, err := fixplan.Guest(snap, findings, opts)
+	d.Progress.Done("")
+	if err != nil {
+		return res, err
+	}
+	res.Plan = plan
+	printGuestPlan(d.Out, plan)
+	if plan.Empty() {
+		fmt.Fprintf(d.Out, "nothing to change in %s\n", plan.Domain)
+		return res, nil
+	}
+	g, _ := findGuest(snap, plan.Domain)
+	agent, err := d.DialAgent(ctx, g)
+	if err != nil {
+		return res, fmt.Errorf("connect to the agent of %s: %w", plan.Domain, err)
+	}
+	defer agent.Close()
+
+	preview := proto(plan.Request)
+	preview.DryRun = true
+	res.Preview, err = agent.Apply(ctx, preview)
+	if err != nil {
+		return res, fmt.Errorf("dry run in %s: %w", plan.Domain, err)
+	}
+	printChanges(d.Out, "changes in "+plan.Domain, res.Preview.GetChanges())
+	if res.Preview.GetNoop() {
+		fmt.Fprintf(d.Out, "the agent reports nothing to change in %s\n", plan.Domain)
+		return res, nil
+	}
+	if dryRun {
+		fmt.Fprintln(d.Out, "dry run: nothing was changed")
+		return res, nil
+	}
+	if d.Confirm != nil {
+		ok, err := d.Confirm(fmt.Sprintf("Apply these changes to %s (rolled back by itself after %ds unless verified)?",
+			plan.Domain, plan.Request.GetRollbackTimeoutSeconds()))
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			res.Declined = true
+			fmt.Fprintln(d.Out, "declined: nothing was changed")
+			return res, nil
+		}
+	}
+
+	d.Progress.Step("applying %d change(s) in %s", len(res.Preview.GetChanges()), plan.Domain)
+	res.Applied, err = agent.Apply(ctx, proto(plan.Request))
+	if err != nil {
+		d.Progress.Done("")
+		return res, fmt.Errorf("apply in %s: %w (the guest's checkpoint rolls back by itself)", plan.Domain, err)
+	}
+	cp := res.Applied.GetCheckpointId()
+	d.Progress.Done("applied under checkpoint %s (rollback at %s)", cp, res.Applied.GetRollbackDeadline().AsTime().Local().Format(time.TimeOnly))
+	if cp == "" {
+		fmt.Fprintln(d.Out, "nothing changed")
+		return res, nil
+	}
+
+	// Leave a margin before the guest's own rollback so Confirm never races it.
+	budget := time.Duration(plan.Request.GetRollbackTimeoutSeconds())*time.Second*8/10 - 2*time.Second
+	failures := verify(ctx, d, snap, plan, agent, budget)
+	if len(failures) == 0 {
+		if _, err := agent.Confirm(ctx, &kvmnetv1.ConfirmRequest{CheckpointId: cp}); err != nil {
+			return res, fmt.Errorf("confirm checkpoint %s in %s: %w (the guest rolls back by itself at the deadline)", cp, plan.Domain, err)
+		}
+		res.Confirmed = true
+		fmt.Fprintf(d.Out, "verified and confirmed: %s is fixed\n", plan.Domain)
+		return res, nil
+	}
+	res.Failures = failures
+	rb, err := agent.Rollback(ctx, &kvmnetv1.RollbackRequest{CheckpointId: cp})
+	if err != nil {
+		return res, fmt.Errorf("%w: %s; explicit rollback failed (%v): the guest rolls back by itself at the deadline",
+			ErrVerificationFailed, strings.Join(failures, "; "), err)
+	}
+	res.RolledBack = true
+	fmt.Fprintf(d.Out, "verification failed, %s rolled back (restored: %s)\n", plan.Domain, strings.Join(rb.GetRestored(), ", "))
+	return res, fmt.Errorf("%w: %s", ErrVerificationFailed, strings.Join(failures, "; "))
+}
+
+// verify polls until every lease/neighbour appears and every check passes, or budget runs out; it
+// returns what still failed.
+func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixplan.GuestPlan, agent Agent, budget time.Duration) []string {
+	if budget < 5*time.Second {
+		budget = 5 * time.Second
+	}
+	interval := d.PollInterval
+	if interval == 0 {
+		interval = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	dom, _ := findDomain(snap, plan.Domain)
+	var failures []string
+	for {
+		failures = failures[:0]
+		for _, mac := range plan.Verify.LeaseMACs {
+			d.Progress.Step("waiting for a DHCP lease for %s", mac)
+			if err := hasLease(ctx, d, dom, mac); err != nil {
+				failures = append(failures, err.Error())
+			}
+		}
+		for _, mac := range plan.Verify.NeighborMACs {
+			d.Progress.Step("waiting for %s in the bridge's neighbour table", mac)
+			if err := hasNeighbor(ctx, d, dom, mac); err != nil {
+				failures = append(failures, err.Error())
+			}
+		}
+		if len(failures) == 0 && len(plan.Verify.Checks) > 0 {
+			d.Progress.Step("running %d check(s) in %s", len(plan.Verify.Checks), plan.Domain)
+			r, err := agent.RunChecks(ctx, &kvmnetv1.RunChecksRequest{Checks: plan.Verify.Checks})
+			if err != nil {
+				failures = append(failures, "run checks: "+err.Error())
+			}
+			for _, c := range r.GetResults() {
+				if !c.GetOk() {
+					failures = append(failures, fmt.Sprintf("check %s (%s %s) failed: %s", c.GetCheck().GetName(),
+						strings.TrimPrefix(c.GetCheck().GetKind().String(), "CHECK_KIND_"), c.GetCheck().GetTarget(), c.GetError()))
+				}
+			}
+		}
+		if len(failures) == 0 {
+			d.Progress.Done("verified: lease and checks pass")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			d.Progress.Done("verification gave up after %s", budget)
+			return slices.Clone(failures)
+		case <-time.After(interval):
+		}
+	}
+}
+
+func hasLease(ctx context.Context, d GuestDeps, dom snapshot.Domain, mac string) error {
+	network := ""
+	for _, n := range dom.NICs {
+		if n.MAC == mac {
+			network = n.Network
+		}
+	}
+	leases, err := d.Leases(ctx, network)
+	if err != nil {
+		return fmt.Errorf("read leases of network %q: %w", network, err)
+	}
+	for _, l := range leases {
+		if strings.EqualFold(l.MAC, mac) && l.Family != 6 {
+			return nil
+		}
+	}
+	return fmt.Errorf("no DHCP lease for %s on network %s", mac, network)
+}
+
+func hasNeighbor(ctx context.Context, d GuestDeps, dom snapshot.Domain, mac string) error {
+	if d.Neighbors == nil {
+		return nil
+	}
+	bridge := ""
+	for _, n := range dom.NICs {
+		if n.MAC == mac {
+			bridge = n.Bridge
+		}
+	}
+	ns, err := d.Neighbors(ctx, bridge)
+	if err != nil {
+		return fmt.Errorf("read neighbours of bridge %s: %w", bridge, err)
+	}
+	for _, n := range ns {
+		if strings.EqualFold(n.MAC, mac) && n.State != "failed" && n.State != "incomplete" {
+			return nil
+		}
+	}
+	return fmt.Errorf("no neighbour entry for %s on bridge %s", mac, bridge)
+}
+
+// proto returns a copy of the request (the plan stays unchanged for the JSON result).
+func proto(r *kvmnetv1.ApplyRequest) *kvmnetv1.ApplyRequest {
+	return &kvmnetv1.ApplyRequest{Actions: r.GetActions(), RollbackTimeoutSeconds: r.GetRollbackTimeoutSeconds()}
+}
+
+func printGuestPlan(w io.Writer, p fixplan.GuestPlan) {
+	fmt.Fprintf(w, "plan for %s:\n", p.Domain)
+	for _, s := range p.Steps {
+		fmt.Fprintf(w, "  - [%s] %s\n", s.Code, s.Summary)
+	}
+	for _, f := range p.HostSide {
+		fmt.Fprintf(w, "  ! host-side cause, not fixed in the guest: [%s] %s -> run `kvmnetctl host fix`\n", f.Code, f.Summary)
+	}
+	for _, s := range p.Skipped {
+		fmt.Fprintf(w, "  ~ left alone: [%s] %s\n", s.Finding.Code, s.Reason)
+	}
+}
+
+func printChanges(w io.Writer, title string, cs []*kvmnetv1.Change) {
+	if len(cs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s:\n", title)
+	for _, c := range cs {
+		fmt.Fprintf(w, "  * %s %s: %s\n", c.GetKind(), c.GetTarget(), c.GetSummary())
+		for _, l := range strings.Split(strings.TrimRight(c.GetDiff(), "\n"), "\n") {
+			if l != "" {
+				fmt.Fprintf(w, "      %s\n", l)
+			}
+		}
+	}
+}
+
+func findDomain(s snapshot.Snapshot, name string) (snapshot.Domain, bool) {
+	for _, d := range s.Domains {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return snapshot.Domain{}, false
+}
+
+func findGuest(s snapshot.Snapshot, name string) (snapshot.Guest, bool) {
+	for _, g := range s.Guests {
+		if g.Domain == name {
+			return g, true
+		}
+	}
+	return snapshot.Guest{}, false
+}
