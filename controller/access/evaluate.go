@@ -286,3 +286,22 @@ func FormatMode(m fs.FileMode) string {
 	special(9, m&fs.ModeSticky != 0, 't', 'T')
 	return string(b)
 }
+
+// CanSearch reports whether user (a name in acc) can traverse every node of chain (x on each, as for
+// a directory path), and names the first node that stops it. Root always can.
+func CanSearch(chain []Node, acc Accounts, user string) (bool, string) {
+	u, ok := acc.LookupUser(user)
+	if !ok {
+		return false, "user " + user + " unknown"
+	}
+	if u.UID == 0 {
+		return true, ""
+	}
+	p := principal{name: u.Name, uid: u.UID, gids: acc.gidsOf(u)}
+	for _, n := range chain {
+		if !p.allowed(n, permX) {
+			return false, nodeWord(n, acc)
+		}
+	}
+	return true, ""
+}

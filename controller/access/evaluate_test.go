@@ -245,3 +245,30 @@ func TestFormatMode(t *testing.T) {
 		})
 	}
 }
+
+func TestCanSearch(t *testing.T) {
+	acc := testAccounts(t)
+	cases := []struct {
+		name, user string
+		chain      []Node
+		ok         bool
+		blocker    string
+	}{
+		{"qemu user through its own 0700 dir", "libvirt-qemu",
+			stdDirs(dir("/var/lib/kvmnet", uRoot, gRoot, 0o755), dir("/var/lib/kvmnet/channels", uQEMU, gQEMU, 0o700)), true, ""},
+		{"blocked by a root-only parent", "libvirt-qemu",
+			stdDirs(dir("/var/lib/kvmnet", uRoot, gRoot, 0o700), dir("/var/lib/kvmnet/channels", uQEMU, gQEMU, 0o700)),
+			false, "/var/lib/kvmnet:drwx------:root:root"},
+		{"group search suffices", "alice", stdDirs(dir("/srv", uRoot, gKVM, 0o710)), true, ""},
+		{"root always", "root", stdDirs(dir("/srv", 5, 5, 0o000)), true, ""},
+		{"unknown user", "zed", stdDirs(), false, "user zed unknown"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, blocker := CanSearch(tc.chain, acc, tc.user)
+			if ok != tc.ok || blocker != tc.blocker {
+				t.Fatalf("got %v %q, want %v %q", ok, blocker, tc.ok, tc.blocker)
+			}
+		})
+	}
+}
