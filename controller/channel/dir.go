@@ -176,3 +176,37 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// LocalOptions configure LocalPreparer.
+type LocalOptions struct {
+	// QEMUConf is libvirt's qemu.conf. Default /etc/libvirt/qemu.conf.
+	QEMUConf string
+	// AccountsDir holds passwd and group. Default /etc.
+	AccountsDir string
+	// Tmpfiles as in DirOptions.
+	Tmpfiles string
+}
+
+// LocalPreparer returns the PrepareFunc for a libvirt on this host: it finds QEMU's user
+// (access.QEMUUser) and runs PrepareDir with it.
+func LocalPreparer(o LocalOptions) PrepareFunc {
+	return func(dir string) (DirResult, error) {
+		if o.AccountsDir == "" {
+			o.AccountsDir = "/etc"
+		}
+		acc, err := access.ReadAccounts(o.AccountsDir)
+		if err != nil {
+			return DirResult{}, fmt.Errorf("channel directory: %w", err)
+		}
+		id, err := access.QEMUUser(access.QEMUSources{QEMUConf: o.QEMUConf, Accounts: acc})
+		if err != nil {
+			return DirResult{}, fmt.Errorf("channel directory: %w", err)
+		}
+		res, err := PrepareDir(DirOptions{Dir: dir, QEMU: id, Accounts: acc, Tmpfiles: o.Tmpfiles})
+		if err != nil {
+			return res, err
+		}
+		res.Evidence += " " + id.Evidence
+		return res, nil
+	}
+}

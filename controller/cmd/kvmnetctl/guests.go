@@ -10,5 +10,6 @@ func newGuestsCmd(g *Globals) *cobra.Command {
 		Short: "Inspect and fix the networking of libvirt guests",
 	}
 	_ = g // used by the subcommands added here
+	cmd.AddCommand(newGuestsEnableChannelCmd(g))
 	return cmd
 }
