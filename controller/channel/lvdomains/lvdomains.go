@@ -53,7 +53,9 @@ func (a Adapter) LiveXML(ctx context.Context, name string) (string, error) {
 }
 
 // DefineXML redefines the persistent domain.
-func (a Adapter) DefineXML(ctx context.Context, xml string) error { return a.Src.DefineDomainXML(ctx, xml) }
+func (a Adapter) DefineXML(ctx context.Context, xml string) error {
+	return a.Src.DefineDomainXML(ctx, xml)
+}
 
 // AttachDeviceLive hot-plugs into the running domain only; the persistent XML is defined separately.
 func (a Adapter) AttachDeviceLive(ctx context.Context, name, dev string) error {
