@@ -66,7 +66,6 @@ type ifupdownParser struct {
 	cfg   *ifupdownConfig
 	seen  map[string]bool
 	autos map[string]bool
-	errs  []error
 }
 
 func (p *ifupdownParser) parseFile(guest string, depth int) error {
