@@ -101,6 +101,14 @@ func cases() []tcase {
 			codes: []Code{CodeNATMasqueradeMissing}, healthy: ptr(false),
 			finding: &want{code: CodeNATMasqueradeMissing, sev: SeverityError, subject: "network default",
 				evidence: []string{"subnet=192.168.122.0/24", "masquerade_sources=none"}}},
+		{name: "nat_masquerade_missing: evaluated, no rule translates", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			s.Firewall.Flows[0].NATRule = "accept in nat/POSTROUTING: policy ACCEPT of POSTROUTING"
+		}, codes: []Code{CodeNATMasqueradeMissing},
+			finding: &want{code: CodeNATMasqueradeMissing, sev: SeverityError, evidence: []string{"evaluated=true"}}},
+		{name: "masquerade evaluated (NAT table elsewhere than the parsed list)", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			s.Firewall.Masquerade = nil
+			s.Firewall.Flows[0].NAT, s.Firewall.Flows[0].NATRule = "masquerade", "-A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE"
+		}, codes: nil},
 		{name: "masquerade covered by a wider source", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			s.Firewall.Masquerade = []string{"192.168.0.0/16"}
 		}, codes: nil},
@@ -137,7 +145,18 @@ func cases() []tcase {
 			s.Firewall.Flows[0] = snapshot.Flow{Network: "default", Kind: "egress", Verdict: snapshot.VerdictDrop, Chain: "FORWARD", Rule: "policy DROP of FORWARD"}
 		}, codes: []Code{CodeForwardPolicyDrop}, healthy: ptr(false),
 			finding: &want{code: CodeForwardPolicyDrop, sev: SeverityError, subject: "network default",
-				evidence: []string{"docker=true", "forward_policy=DROP"}, summary: []string{"set by Docker"}, fix: "DOCKER-USER"}},
+				evidence: []string{"docker=true", "forward_policy=DROP"}, summary: []string{"set by docker"}, fix: "DOCKER-USER"}},
+		{name: "ufw_routed_blocked: return path, several probes give one finding", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			s.Firewall.ForwardPolicy, s.Firewall.ForwardPolicySetBy = "DROP", "ufw"
+			drop := snapshot.Flow{Network: "default", Verdict: snapshot.VerdictDrop, Chain: "filter/FORWARD", Rule: "policy DROP of FORWARD"}
+			ret := drop
+			ret.Kind = "return"
+			e80, e443 := drop, drop
+			e80.Kind, e443.Kind = "egress", "egress"
+			s.Firewall.Flows = append(s.Firewall.Flows, ret, e443)
+			s.Firewall.Flows[0] = e80
+		}, codes: []Code{CodeUFWRoutedBlocked},
+			finding: &want{code: CodeUFWRoutedBlocked, sev: SeverityError}},
 		{name: "forward_policy_drop: bridged guests, not evaluated", base: healthyBridged, mutate: func(s *snapshot.Snapshot) {
 			s.Firewall.Docker, s.Firewall.ForwardPolicy, s.Firewall.Flows = true, "DROP", nil
 		}, codes: []Code{CodeForwardPolicyDrop},

@@ -430,7 +430,20 @@ func (d *diag) masquerade(fw snapshot.Firewall) {
 		if sub == "" {
 			continue
 		}
-		if _, ok := covers(fw.Masquerade, sub); ok {
+		natRule, evaluated := "", false
+		for _, f := range fw.Flows {
+			if f.Network == n.Name && f.Kind == "egress" && f.NATRule != "" {
+				natRule, evaluated = f.NATRule, true
+				if f.NAT != "" {
+					natRule = "" // translated
+				}
+				break
+			}
+		}
+		if evaluated && natRule == "" {
+			continue
+		}
+		if _, ok := covers(fw.Masquerade, sub); ok && !evaluated {
 			continue
 		}
 		d.addHost(Finding{
@@ -438,7 +451,8 @@ func (d *diag) masquerade(fw snapshot.Firewall) {
 			Summary: fmt.Sprintf("no MASQUERADE/SNAT rule covers NAT network %q (%s): its packets leave with private source addresses and replies never come back",
 				n.Name, sub),
 			Fix:      restartNet(n.Name) + " (libvirt re-creates its MASQUERADE rules in LIBVIRT_PRT; running guests' DHCP may blip)",
-			Evidence: []string{ev("network", n.Name), ev("subnet", sub), ev("masquerade_sources", fw.Masquerade), ev("backend", fw.Backend)},
+			Evidence: []string{ev("network", n.Name), ev("subnet", sub), ev("masquerade_sources", fw.Masquerade), ev("backend", fw.Backend),
+				ev("evaluated", evaluated), ev("nat_rule", natRule)},
 		})
 	}
 }
@@ -466,6 +480,12 @@ func (d *diag) firewalld(fw snapshot.Firewall) {
 
 func flowEvidence(f snapshot.Flow) []string {
 	out := []string{ev("flow", f.Description), ev("verdict", string(f.Verdict)), ev("chain", f.Chain), ev("rule", f.Rule)}
+	if f.Backend != "" {
+		out = append(out, ev("backend", f.Backend))
+	}
+	if len(f.Uncertain) > 0 {
+		out = append(out, ev("uncertain", strings.Join(f.Uncertain, " | ")))
+	}
 	if len(f.Trace) > 0 {
 		out = append(out, ev("trace", strings.Join(f.Trace, " > ")))
 	}
@@ -496,27 +516,39 @@ func (d *diag) egressFlow(name string) (snapshot.Flow, bool) {
 
 func (d *diag) flows(n *snapshot.Network, fw snapshot.Firewall) {
 	base := []string{ev("network", n.Name), ev("bridge", n.Bridge), ev("subnet", n.Subnet()), ev("uplink", d.s.Host.Uplink)}
-	for _, f := range fw.Flows {
+	// One finding per network and kind of path, from the first flow that is blocked (the evaluator
+	// probes several ports and protocols for each).
+	var input, egress *snapshot.Flow
+	for i := range fw.Flows {
+		f := &fw.Flows[i]
 		if f.Network != n.Name || !blocked(f.Verdict) {
 			continue
 		}
 		switch f.Kind {
 		case "dhcp", "dns":
-			fix := fmt.Sprintf("allow guests' DHCP (udp 67) and DNS (udp/tcp 53) in on %s before %s's rule", n.Bridge, f.Chain)
-			if isUFW(f) {
-				fix = fmt.Sprintf("ufw allow in on %s", n.Bridge)
+			if input == nil {
+				input = f
 			}
-			d.addHost(Finding{
-				Code: CodeHostDHCPDNSBlocked, Severity: SeverityError, Subject: SubjectNetwork(n.Name), Network: n.Name,
-				Summary: fmt.Sprintf("the host firewall %ss guests' %s on %s: %s (chain %s)", f.Verdict, strings.ToUpper(f.Kind), n.Bridge, f.Rule, f.Chain),
-				Fix:     fix, Evidence: append(append([]string{}, base...), flowEvidence(f)...),
-			})
-		case "egress":
-			if !expectsEgress(n) {
-				continue // an isolated network is meant to have no way out
+		case "egress", "return":
+			if egress == nil {
+				egress = f
 			}
-			d.egressBlocked(n, f, fw, base)
 		}
+	}
+	if input != nil {
+		f := *input
+		fix := fmt.Sprintf("allow guests' DHCP (udp 67) and DNS (udp/tcp 53) in on %s before %s's rule", n.Bridge, f.Chain)
+		if isUFW(f) || (isPolicy(f) && fw.UFW.Enabled) {
+			fix = fmt.Sprintf("ufw allow in on %s", n.Bridge)
+		}
+		d.addHost(Finding{
+			Code: CodeHostDHCPDNSBlocked, Severity: SeverityError, Subject: SubjectNetwork(n.Name), Network: n.Name,
+			Summary: fmt.Sprintf("the host firewall %ss guests' %s on %s: %s (chain %s)", f.Verdict, strings.ToUpper(f.Kind), n.Bridge, f.Rule, f.Chain),
+			Fix:     fix, Evidence: append(append([]string{}, base...), flowEvidence(f)...),
+		})
+	}
+	if egress != nil && expectsEgress(n) { // an isolated network is meant to have no way out
+		d.egressBlocked(n, *egress, fw, base)
 	}
 	if _, ok := d.egressFlow(n.Name); !ok && expectsEgress(n) {
 		d.staticFirewall(n, fw, base)
@@ -527,7 +559,8 @@ func (d *diag) egressBlocked(n *snapshot.Network, f snapshot.Flow, fw snapshot.F
 	evd := append(append([]string{}, base...), flowEvidence(f)...)
 	fd := Finding{Severity: SeverityError, Subject: SubjectNetwork(n.Name), Network: n.Name, Evidence: evd}
 	switch {
-	case isUFW(f) || (isPolicy(f) && fw.UFW.Enabled && (fw.UFW.DefaultRouted == "deny" || fw.UFW.DefaultRouted == "reject")):
+	case isUFW(f) || (isPolicy(f) && (strings.Contains(fw.ForwardPolicySetBy, "ufw") ||
+		(fw.UFW.Enabled && (fw.UFW.DefaultRouted == "deny" || fw.UFW.DefaultRouted == "reject")))):
 		// UFW's routed default sets the FORWARD policy itself; its "route allow" rules come before it.
 		fd.Code = CodeUFWRoutedBlocked
 		fd.Summary = fmt.Sprintf("UFW %ss new guest traffic from %s (%s) to %s: %s (chain %s; default routed policy %s) — ping to the host works, apt/HTTP fails",
@@ -536,12 +569,15 @@ func (d *diag) egressBlocked(n *snapshot.Network, f snapshot.Flow, fw snapshot.F
 	case isPolicy(f):
 		fd.Code = CodeForwardPolicyDrop
 		who := "someone"
-		if fw.Docker {
-			who = "Docker"
+		switch {
+		case fw.ForwardPolicySetBy != "" && fw.ForwardPolicySetBy != "unknown":
+			who = fw.ForwardPolicySetBy
+		case fw.Docker:
+			who = "docker"
 		}
 		fd.Summary = fmt.Sprintf("the FORWARD chain's policy %s (set by %s) %ss guest traffic from %s (%s): %s",
 			orNone(fw.ForwardPolicy), who, f.Verdict, n.Bridge, n.Subnet(), f.Rule)
-		fd.Evidence = append(fd.Evidence, ev("docker", fw.Docker), ev("forward_policy", fw.ForwardPolicy))
+		fd.Evidence = append(fd.Evidence, ev("docker", fw.Docker), ev("forward_policy", fw.ForwardPolicy), ev("set_by", fw.ForwardPolicySetBy))
 		fd.Fix = d.forwardFix(n, fw.Docker)
 	default:
 		fd.Code = CodeFirewallEgressBlocked

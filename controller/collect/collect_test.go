@@ -1,0 +1,305 @@
+package collect
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvmnet/kvmnet/controller/diagnose"
+	"github.com/kvmnet/kvmnet/controller/snapshot"
+	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+)
+
+func TestEndpoints(t *testing.T) {
+	ch := snapshot.Channel{Name: snapshot.ChannelKvmnet, Type: "unix", Path: "/var/lib/kvmnet/channels/vm1.sock", State: "connected"}
+	qga := snapshot.Channel{Name: snapshot.ChannelQemuGA, Type: "unix", Path: "/x/qga.sock"}
+	for _, tc := range []struct {
+		name string
+		dom  snapshot.Domain
+		want []Endpoint
+	}{
+		{"none", snapshot.Domain{Channels: []snapshot.Channel{qga}}, nil},
+		{"virtio-serial", snapshot.Domain{Channels: []snapshot.Channel{qga, ch}},
+			[]Endpoint{{snapshot.TransportVirtioSerial, "serial:/var/lib/kvmnet/channels/vm1.sock", false}}},
+		{"vsock first, then the channel", snapshot.Domain{VsockCID: 5, Channels: []snapshot.Channel{ch}},
+			[]Endpoint{{snapshot.TransportVsock, "vsock:5:7531", false}, {snapshot.TransportVirtioSerial, "serial:/var/lib/kvmnet/channels/vm1.sock", false}}},
+		{"reserved CID ignored", snapshot.Domain{VsockCID: 2}, nil},
+		{"disconnected channel", snapshot.Domain{Channels: []snapshot.Channel{{Name: snapshot.ChannelKvmnet, Type: "unix", Path: "/p", State: "disconnected"}}},
+			[]Endpoint{{snapshot.TransportVirtioSerial, "serial:/p", true}}},
+		{"pty channel has no socket", snapshot.Domain{Channels: []snapshot.Channel{{Name: snapshot.ChannelKvmnet, Type: "pty"}}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Endpoints(tc.dom); !slices.Equal(got, tc.want) {
+				t.Errorf("Endpoints = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBuildChecks(t *testing.T) {
+	nets := []snapshot.Network{defaultNet()}
+	dom := runningDomain("vm1", "/x.sock")
+	names := func(cs []*kvmnetv1.Check) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.GetName()+"("+c.GetFamily().String()+" "+c.GetTarget()+")")
+		}
+		return out
+	}
+	v6 := guestState("vm1")
+	v6.Ipv6 = &kvmnetv1.IPv6State{HasGlobalAddress: true, HasDefaultRoute: true}
+	noRoute := guestState("vm1")
+	noRoute.Routes, noRoute.Interfaces[0].DefaultRouteV4 = nil, false
+	for _, tc := range []struct {
+		name string
+		st   *kvmnetv1.GuestState
+		t    CheckTargets
+		want []string
+	}{
+		{"IPv4 guest on a NAT network", guestState("vm1"), CheckTargets{}, []string{
+			"gateway-v4(FAMILY_V4 )", "dnsmasq-tcp(FAMILY_V4 192.168.122.1:53)", "dns-v4(FAMILY_V4 deb.debian.org)", "egress-v4(FAMILY_V4 deb.debian.org:80)"}},
+		{"user targets and a URL", guestState("vm1"), CheckTargets{DNSName: "example.org", Egress: []string{"203.0.113.1:443"}, URLs: []string{"http://203.0.113.1/"}}, []string{
+			"gateway-v4(FAMILY_V4 )", "dnsmasq-tcp(FAMILY_V4 192.168.122.1:53)", "dns-v4(FAMILY_V4 example.org)", "egress-v4(FAMILY_V4 203.0.113.1:443)",
+			"http-v4(FAMILY_V4 http://203.0.113.1/)"}},
+		{"global IPv6 adds the v6 variants", v6, CheckTargets{}, []string{
+			"gateway-v4(FAMILY_V4 )", "dnsmasq-tcp(FAMILY_V4 192.168.122.1:53)", "dns-v4(FAMILY_V4 deb.debian.org)", "egress-v4(FAMILY_V4 deb.debian.org:80)",
+			"gateway-v6(FAMILY_V6 )", "dns-v6(FAMILY_V6 deb.debian.org)", "egress-v6(FAMILY_V6 deb.debian.org:80)"}},
+		{"no default route: no checks", noRoute, CheckTargets{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := BuildChecks(tc.st, dom, nets, tc.t, 10*time.Second)
+			if !slices.Equal(names(got), tc.want) {
+				t.Errorf("checks = %v\nwant %v", names(got), tc.want)
+			}
+			for _, c := range got {
+				if c.GetTimeoutMs() != 3000 {
+					t.Errorf("%s timeout %d ms, want 3000", c.GetName(), c.GetTimeoutMs())
+				}
+			}
+		})
+	}
+	// A short budget shrinks the check timeouts so results come back before the deadline.
+	for _, c := range BuildChecks(guestState("vm1"), dom, nets, CheckTargets{}, time.Second) {
+		if c.GetTimeoutMs() != 800 {
+			t.Errorf("with 1s left, %s timeout = %d ms, want 800", c.GetName(), c.GetTimeoutMs())
+		}
+	}
+}
+
+func TestCollect(t *testing.T) {
+	dir := t.TempDir()
+	ok := &fakeAgent{state: guestState("vm1")}
+	okSock := startAgent(t, dir, "vm1", ok)
+	lv := &fakeLibvirt{uri: "qemu:///system", nets: []snapshot.Network{defaultNet()}, domErr: errors.New("domain broken: xml unreadable")}
+	lv.doms = []snapshot.Domain{
+		runningDomain("vm1", okSock),
+		runningDomain("nochan", ""),
+		{Name: "off", State: "shut off", Channels: []snapshot.Channel{{Name: snapshot.ChannelKvmnet, Type: "unix", Path: "/nonexistent.sock"}}},
+		runningDomain("refused", dir+"/nobody.sock"),
+		{Name: "quiet", State: "running", Channels: []snapshot.Channel{{Name: snapshot.ChannelKvmnet, Type: "unix", Path: dir + "/q.sock", State: "disconnected"}}},
+	}
+	var hostNets []string
+	host := HostNetFunc(func(ctx context.Context, nets []snapshot.Network) (snapshot.Host, error) {
+		for _, n := range nets {
+			hostNets = append(hostNets, n.Name)
+		}
+		return snapshot.Host{Uplink: "eth0", IPForward: true, IPForwardKnown: true}, nil
+	})
+	var fwUplink string
+	fw := FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
+		fwUplink = uplink
+		return snapshot.Firewall{Read: true, Backend: "iptables-nft"}, nil
+	})
+	access := accessFunc(func(doms []snapshot.Domain) error {
+		for i := range doms {
+			if doms[i].Name == "vm1" {
+				doms[i].ChannelAccess = &snapshot.SocketAccess{Path: okSock, Everyone: true}
+			}
+		}
+		return errors.New("domain refused: stat: permission denied")
+	})
+	now := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	c, err := New(Sources{Libvirt: lv, HostNet: host, Firewall: fw, Access: access, Agents: unixDialer()},
+		Options{Timeout: 5 * time.Second, Checks: true, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Collect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.TakenAt.Equal(now) || s.URI != "qemu:///system" || !s.Host.Read || s.Host.Uplink != "eth0" || fwUplink != "eth0" ||
+		!slices.Equal(hostNets, []string{"default"}) || !s.Firewall.Read {
+		t.Errorf("host/firewall wiring wrong: %+v %+v uplink to firewall %q", s.Host, s.Firewall, fwUplink)
+	}
+	if len(s.Guests) != len(lv.doms) {
+		t.Fatalf("guests = %d, want %d", len(s.Guests), len(lv.doms))
+	}
+	g := s.Guests[0]
+	if !g.Reachable || g.State.GetHostname() != "vm1" || g.Transport != snapshot.TransportVirtioSerial || g.Address != "serial:"+okSock || len(g.Checks) != 4 {
+		t.Errorf("vm1: %+v", g)
+	}
+	if s.Domains[0].ChannelAccess == nil || !s.Domains[0].ChannelAccess.Everyone {
+		t.Errorf("channel access not copied back: %+v", s.Domains[0].ChannelAccess)
+	}
+	for i, want := range []struct {
+		transport snapshot.AgentTransport
+		errPart   string
+	}{
+		{snapshot.TransportNone, ""},
+		{snapshot.TransportVirtioSerial, "domain is shut off"},
+		{snapshot.TransportVirtioSerial, "nobody.sock"},
+		{snapshot.TransportVirtioSerial, "channel disconnected"},
+	} {
+		g := s.Guests[i+1]
+		if g.Reachable || g.Transport != want.transport || !strings.Contains(g.Error, want.errPart) {
+			t.Errorf("%s: reachable=%v transport=%s error=%q, want %s and %q", g.Domain, g.Reachable, g.Transport, g.Error, want.transport, want.errPart)
+		}
+	}
+	for _, e := range []string{"domain broken: xml unreadable", "channel socket access: domain refused: stat: permission denied"} {
+		if !slices.Contains(s.Errors, e) {
+			t.Errorf("Errors lack %q: %q", e, s.Errors)
+		}
+	}
+	// The snapshot diagnoses: vm1 healthy apart from its exposed socket.
+	r := diagnose.Diagnose(s)
+	g1, _ := r.Guest("vm1")
+	if g1.NICs[0].GuestIfname != "enp1s0" || g1.NICs[0].Checks != "gw=ok dns=ok dnsmasq=ok egress=ok" {
+		t.Errorf("diagnosed row: %+v", g1.NICs[0])
+	}
+}
+
+type accessFunc func(doms []snapshot.Domain) error
+
+func (f accessFunc) FillChannelAccess(doms []snapshot.Domain) error { return f(doms) }
+
+func TestCollectErrors(t *testing.T) {
+	t.Run("libvirt listing fails", func(t *testing.T) {
+		c, _ := New(Sources{Libvirt: &fakeLibvirt{uri: "qemu:///system", netErr: errors.New("connection reset")}}, Options{})
+		if _, err := c.Collect(context.Background()); err == nil || !strings.Contains(err.Error(), "connection reset") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("libvirt hangs: bounded by the timeout", func(t *testing.T) {
+		c, _ := New(Sources{Libvirt: &fakeLibvirt{uri: "qemu:///system", blockDomains: true}}, Options{Timeout: 200 * time.Millisecond})
+		start := time.Now()
+		_, err := c.Collect(context.Background())
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want deadline exceeded", err)
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Errorf("Collect returned after %s", el)
+		}
+	})
+	t.Run("remote URI: host facts not read locally", func(t *testing.T) {
+		called := false
+		host := HostNetFunc(func(context.Context, []snapshot.Network) (snapshot.Host, error) {
+			called = true
+			return snapshot.Host{}, nil
+		})
+		c, _ := New(Sources{Libvirt: &fakeLibvirt{uri: "qemu+ssh://h/system", remote: true}, HostNet: host}, Options{})
+		s, err := c.Collect(context.Background())
+		if err != nil || called || s.Host.Read || s.Firewall.Read || !strings.Contains(s.Firewall.Error, "remote") {
+			t.Errorf("err=%v called=%v host=%+v fw=%+v", err, called, s.Host, s.Firewall)
+		}
+	})
+	t.Run("host source error recorded", func(t *testing.T) {
+		host := HostNetFunc(func(context.Context, []snapshot.Network) (snapshot.Host, error) {
+			return snapshot.Host{}, errors.New("netlink: operation not permitted")
+		})
+		fw := FirewallFunc(func(context.Context, []snapshot.Network, string) (snapshot.Firewall, error) {
+			return snapshot.Firewall{}, errors.New("iptables-save: not found")
+		})
+		c, _ := New(Sources{Libvirt: &fakeLibvirt{uri: "qemu:///system"}, HostNet: host, Firewall: fw}, Options{})
+		s, err := c.Collect(context.Background())
+		if err != nil || s.Host.Read || s.Firewall.Read || s.Firewall.Error != "iptables-save: not found" || len(s.Errors) != 2 {
+			t.Errorf("err=%v host=%+v fw=%+v errors=%q", err, s.Host, s.Firewall, s.Errors)
+		}
+	})
+	t.Run("selection", func(t *testing.T) {
+		lv := fleet(t, 3)
+		c, _ := New(Sources{Libvirt: lv, Agents: unixDialer()}, Options{Domains: []string{"vm001"}})
+		s, err := c.Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Guests[0].Reachable || !s.Guests[1].Reachable || s.Guests[2].Reachable || s.Guests[0].Error != "not selected" {
+			t.Errorf("selection: %+v", s.Guests)
+		}
+		if err := SelectDomains(s, []string{"vm001", "ghost"}); !errors.Is(err, ErrNoDomain) || !strings.Contains(err.Error(), "ghost") {
+			t.Errorf("SelectDomains err = %v", err)
+		}
+	})
+	t.Run("no libvirt source", func(t *testing.T) {
+		if _, err := New(Sources{}, Options{}); err == nil {
+			t.Error("New without libvirt source succeeded")
+		}
+	})
+}
+
+// TestHungGuestBounded: 50 real gRPC agents on unix sockets, one of which never answers GetState
+// (it ignores its context). Collect returns within the timeout plus 10%, with every other guest
+// answered, and the hung one reported as such.
+func TestHungGuestBounded(t *testing.T) {
+	const n, hung = 50, 17
+	timeout := 3 * time.Second
+	lv := fleet(t, n, hung)
+	c, err := New(Sources{Libvirt: lv, Agents: unixDialer()}, Options{Timeout: timeout, Checks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s, err := c.Collect(context.Background())
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := timeout + timeout/10
+	t.Logf("collect of %d guests (1 hung) took %s (timeout %s, bound %s)", n, elapsed, timeout, bound)
+	if elapsed > bound {
+		t.Errorf("collect took %s, more than timeout+10%% = %s", elapsed, bound)
+	}
+	for i, g := range s.Guests {
+		if i == hung {
+			if g.Reachable || !strings.Contains(g.Error, "no answer within 3s") {
+				t.Errorf("hung guest %s: reachable=%v error=%q", g.Domain, g.Reachable, g.Error)
+			}
+			continue
+		}
+		if !g.Reachable || g.State.GetHostname() != g.Domain || len(g.Checks) == 0 {
+			t.Errorf("guest %s: reachable=%v error=%q hostname=%q checks=%d", g.Domain, g.Reachable, g.Error, g.State.GetHostname(), len(g.Checks))
+		}
+	}
+}
+
+// BenchmarkStatusFanout measures the wall time of one status run (collect with checks + diagnose)
+// over N running guests, each a real gRPC agent on a unix socket.
+func BenchmarkStatusFanout(b *testing.B) {
+	for _, n := range []int{1, 10, 50, 100, 200} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			lv := fleet(b, n)
+			c, err := New(Sources{Libvirt: lv, Agents: unixDialer()}, Options{Timeout: 30 * time.Second, Checks: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				s, err := c.Collect(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := diagnose.Diagnose(s)
+				if len(r.Guests) != n || !r.Guests[n-1].Agent.Reachable {
+					b.Fatalf("guest %d unreachable: %+v", n-1, r.Guests[n-1].Agent)
+				}
+			}
+			b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/status")
+			b.ReportMetric(float64(n), "guests")
+		})
+	}
+}
