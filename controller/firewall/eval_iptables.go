@@ -33,7 +33,8 @@ func (ipt *IPTables) baseChains(hook Hook) []baseChain {
 		table, chain, nat := t, c, h.nat
 		out = append(out, baseChain{
 			backend: backend, name: fmt.Sprintf("%s %s %s", backend, h.table, h.chain), prio: h.prio, nat: nat,
-			eval: func(p Packet, tr *tracer) chainVerdict { return ipt.evalBase(table, chain, p, tr, nat) },
+			policy: strings.ToLower(c.Policy),
+			eval:   func(p Packet, tr *tracer) chainVerdict { return ipt.evalBase(table, chain, p, tr, nat) },
 		})
 	}
 	return out

@@ -34,7 +34,7 @@ func (nt *NFTables) baseChains(hook Hook) []baseChain {
 			table, chain := t, c
 			out = append(out, baseChain{
 				backend: "nftables", name: fmt.Sprintf("nftables %s %s %s", t.Family, t.Name, c.Name),
-				prio: c.Prio, nat: c.Type == "nat",
+				prio: c.Prio, nat: c.Type == "nat", policy: c.Policy,
 				eval: func(p Packet, tr *tracer) chainVerdict { return nt.evalBase(table, chain, p, tr) },
 			})
 		}

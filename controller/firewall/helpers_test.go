@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,3 +56,5 @@ func flowsByKind(fw snapshot.Firewall, kind string) []snapshot.Flow {
 	}
 	return out
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

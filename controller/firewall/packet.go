@@ -136,6 +136,7 @@ type baseChain struct {
 	prio    int
 	nat     bool
 	order   int
+	policy  string // the base chain's policy, lower case
 	eval    func(p Packet, tr *tracer) chainVerdict
 }
 

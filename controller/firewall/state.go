@@ -44,10 +44,12 @@ func (s *State) reconcile() {
 // (MASQUERADE/SNAT) found is reported.
 func (s *State) Evaluate(hook Hook, p Packet) Result {
 	s.reconcile()
+	// Equal priorities run in registration order, which no dump shows; native nft chains are put
+	// first. The verdict never depends on that order (any drop is final), only the trace does.
 	var chains []baseChain
+	chains = append(chains, s.NFTables.baseChains(hook)...)
 	chains = append(chains, s.IPTablesNFT.baseChains(hook)...)
 	chains = append(chains, s.IPTablesLegacy.baseChains(hook)...)
-	chains = append(chains, s.NFTables.baseChains(hook)...)
 	for i := range chains {
 		chains[i].order = i
 	}
@@ -55,8 +57,10 @@ func (s *State) Evaluate(hook Hook, p Packet) Result {
 
 	tr := &tracer{}
 	res := Result{Verdict: verdictAccept}
-	var firstAccept, last *chainVerdict
-	var lastBackend, acceptBackend string
+	// When every base chain accepts, the rule reported is the explicit accept that saved the packet
+	// from a dropping policy (UFW's route allow, a DOCKER-USER rule), else the first explicit accept.
+	var firstAccept, saving, last *chainVerdict
+	var lastBackend, acceptBackend, savingBackend string
 	natDone := false
 	for _, bc := range chains {
 		if bc.nat && natDone {
@@ -79,6 +83,10 @@ func (s *State) Evaluate(hook Hook, p Packet) Result {
 				vv := v
 				firstAccept, acceptBackend = &vv, bc.backend
 			}
+			if saving == nil && !v.policy && v.nat == "" && bc.policy != "" && bc.policy != verdictAccept {
+				vv := v
+				saving, savingBackend = &vv, bc.backend
+			}
 			vv := v
 			last, lastBackend = &vv, bc.backend
 		default:
@@ -93,6 +101,8 @@ func (s *State) Evaluate(hook Hook, p Packet) Result {
 		res.Rule, res.Chain, res.Backend = firstAccept.rule, firstAccept.chain, acceptBackend
 	case hook == HookPostrouting:
 		res.Rule, res.Chain, res.Backend = "no source NAT rule matched", "", "none"
+	case saving != nil:
+		res.Rule, res.Chain, res.Backend = saving.rule, saving.chain, savingBackend
 	case firstAccept != nil:
 		res.Rule, res.Chain, res.Backend = firstAccept.rule, firstAccept.chain, acceptBackend
 	case last != nil:
