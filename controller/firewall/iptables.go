@@ -337,7 +337,7 @@ func parseRule(words []string) (*Rule, error) {
 		neg = false
 	}
 	if neg {
-		return nil, fmt.Errorf("dangling !")
+		return nil, fmt.Errorf("negation (!) without an option after it")
 	}
 	return r, nil
 }
