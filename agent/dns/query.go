@@ -11,7 +11,7 @@ import (
 // with a port: "192.168.122.1", "[fe80::1%enp1s0]:53", "127.0.0.1:5353"), bypassing resolv.conf.
 // Used to ask whether one server (e.g. the DHCP-provided one) answers.
 func ServerResolver(server string) (*net.Resolver, error) {
-	ap, err := parseServer(server)
+	ap, err := ParseServer(server)
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +25,8 @@ func ServerResolver(server string) (*net.Resolver, error) {
 	}, nil
 }
 
-func parseServer(s string) (netip.AddrPort, error) {
+// ParseServer parses a DNS server as an IP address with an optional port (default 53).
+func ParseServer(s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		return ap, nil
 	}

@@ -46,15 +46,15 @@ func TestParseServer(t *testing.T) {
 		{"", ""},
 	}
 	for _, tc := range tests {
-		got, err := parseServer(tc.in)
+		got, err := ParseServer(tc.in)
 		if tc.want == "" {
 			if err == nil {
-				t.Errorf("parseServer(%q) accepted", tc.in)
+				t.Errorf("ParseServer(%q) accepted", tc.in)
 			}
 			continue
 		}
 		if err != nil || got.String() != tc.want {
-			t.Errorf("parseServer(%q) = %v, %v", tc.in, got, err)
+			t.Errorf("ParseServer(%q) = %v, %v", tc.in, got, err)
 		}
 	}
 }
