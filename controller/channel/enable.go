@@ -77,7 +77,8 @@ type EnableOptions struct {
 
 // Enable gives a domain the kvmnet channel at the safe path (adding it, or moving an existing one),
 // optionally a vsock device, in its persistent XML; hot-plugs a newly added channel into a running
-// domain when libvirt accepts it. Running it again changes nothing.
+// domain when libvirt accepts it (libvirt 9.0 needs a virtio-serial controller already in the running
+// domain: it cannot hot-plug one). Running it again changes nothing.
 func Enable(ctx context.Context, d Domains, name string, o EnableOptions) (Result, error) {
 	if o.Dir == "" {
 		o.Dir = DefaultDir
@@ -135,7 +136,8 @@ func Enable(ctx context.Context, d Domains, name string, o EnableOptions) (Resul
 		res.Live = LiveNotRunning
 		parts = append(parts, fmt.Sprintf("%s is shut off: the change takes effect when it next starts", name))
 	case added && !hasLiveChannel(live):
-		if err := d.AttachDeviceLive(ctx, name, ChannelXML(ed.Path)); err != nil {
+		err := d.AttachDeviceLive(ctx, name, ChannelXML(ed.Path))
+		if err != nil {
 			res.Live = LiveNextBoot
 			ev = append(ev, "hotplug=failed")
 			parts = append(parts, fmt.Sprintf("the running domain did not accept the channel live (%v): it takes "+

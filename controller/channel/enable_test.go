@@ -84,6 +84,9 @@ func TestEnable(t *testing.T) {
 			wantLive: LiveNotRunning, applied: true, prepares: 1, msg: "takes effect when it next starts"},
 		{name: "running: hot-plugged", domain: "web1", persistent: nochan, live: liveWithout("web1"),
 			wantLive: LiveHotplugged, applied: true, attached: 1, prepares: 1, msg: "hot-plugged", evidence: "hotplug=ok"},
+		{name: "running with a controller: channel hot-plugged", domain: "web1", persistent: nochan,
+			live:     strings.Replace(liveWithout("web1"), "<devices>", "<devices><controller type='virtio-serial' index='0'/>", 1),
+			wantLive: LiveHotplugged, applied: true, attached: 1, prepares: 1, msg: "hot-plugged", evidence: "have=none action=add hotplug=ok"},
 		{name: "running, hot-plug refused: next boot", domain: "web1", persistent: nochan, live: liveWithout("web1"),
 			attachErr: errors.New("no virtio-serial controller"), wantLive: LiveNextBoot, applied: true, prepares: 1,
 			msg: "did not accept the channel live (no virtio-serial controller)", evidence: "hotplug=failed"},
@@ -125,7 +128,7 @@ func TestEnable(t *testing.T) {
 				return
 			}
 			// Idempotent: a second run changes nothing.
-			if tc.live == liveWithout(tc.domain) && tc.attached == 1 {
+			if tc.wantLive == LiveHotplugged {
 				f.live[tc.domain] = liveWithChannel(tc.domain, res.Path)
 			}
 			again, err := Enable(context.Background(), f, tc.domain, o)
