@@ -258,7 +258,7 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Snapshot, error) {
 // host reads the host network and then the firewall (which needs the uplink).
 func (c *Collector) host(ctx context.Context, nets []snapshot.Network, local bool, addErr func(error)) (snapshot.Host, snapshot.Firewall) {
 	var h snapshot.Host
-	fw := snapshot.Firewall{Error: "not read"}
+	fw := snapshot.Firewall{Error: "no firewall source: the libvirt connection is not to this host (remote or test driver)"}
 	if !local {
 		fw.Error = "remote libvirt connection: the host's firewall is not read from here"
 		return h, fw

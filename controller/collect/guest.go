@@ -80,14 +80,14 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 		}
 		a, err := c.src.Agents.DialAgent(ctx, ep.Addr)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", ep.Addr, err))
+			errs = append(errs, withAddr(ep.Addr, err))
 			continue
 		}
 		t0 := time.Now()
 		st, err := a.GetState(ctx, &kvmnetv1.GetStateRequest{})
 		if err != nil {
 			_ = a.Close()
-			errs = append(errs, fmt.Sprintf("%s: GetState: %v", ep.Addr, err))
+			errs = append(errs, withAddr(ep.Addr, fmt.Errorf("GetState: %w", err)))
 			continue
 		}
 		g.Latency, g.State, g.Reachable, g.Error = time.Since(t0), st, true, ""
@@ -107,6 +107,14 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 	}
 	g.Error = strings.Join(errs, "; ")
 	return g
+}
+
+// withAddr prefixes err with addr unless the message names it already.
+func withAddr(addr string, err error) string {
+	if strings.Contains(err.Error(), addr) {
+		return err.Error()
+	}
+	return addr + ": " + err.Error()
 }
 
 func remaining(ctx context.Context) time.Duration {

@@ -345,7 +345,7 @@ func (d *diag) firewall() {
 		d.addHost(Finding{
 			Code: CodeFirewallUnreadable, Severity: SeverityInfo, Subject: subjectHost,
 			Summary:  "the host firewall could not be read, so firewall causes are not judged: " + orNone(fw.Error),
-			Fix:      "run kvmnetctl as root on the host (iptables-save and nft need CAP_NET_ADMIN)",
+			Fix:      "run kvmnetctl as root on the libvirt host itself (iptables-save and nft need CAP_NET_ADMIN)",
 			Evidence: []string{ev("read", false), ev("error", fw.Error)},
 		})
 		return

@@ -168,8 +168,8 @@ func WriteStatus(w io.Writer, r Report, color bool) error {
 			causes[c] = true
 		}
 	}
-	line := fmt.Sprintf("%d guests, %d NICs: %d healthy, %d unhealthy; %s", len(r.Guests), nics, healthy,
-		len(r.Guests)-healthy, countLine(all))
+	line := fmt.Sprintf("%s, %s: %d healthy, %d unhealthy; %s", plural(len(r.Guests), "guest", "guests"), plural(nics, "NIC", "NICs"),
+		healthy, len(r.Guests)-healthy, countLine(all))
 	if len(causes) > 0 {
 		line += fmt.Sprintf("; %d host-side cause(s): see kvmnetctl host check", len(causes))
 	}
@@ -259,7 +259,7 @@ func WriteHostCheck(w io.Writer, r Report, color bool) error {
 	if len(fs) == 0 {
 		fmt.Fprintln(w)
 	}
-	_, err := fmt.Fprintf(w, "%d networks: %s\n", len(r.Networks), countLine(fs))
+	_, err := fmt.Fprintf(w, "%s: %s\n", plural(len(r.Networks), "network", "networks"), countLine(fs))
 	return err
 }
 
@@ -270,4 +270,11 @@ func WriteJSON(w io.Writer, r Report) error {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
