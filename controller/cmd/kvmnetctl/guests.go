@@ -11,5 +11,6 @@ func newGuestsCmd(g *Globals) *cobra.Command {
 	}
 	_ = g // used by the subcommands added here
 	cmd.AddCommand(newGuestsEnableChannelCmd(g))
+	cmd.AddCommand(newGuestsStatusCmd(g))
 	return cmd
 }

@@ -10,5 +10,6 @@ func newHostCmd(g *Globals) *cobra.Command {
 		Short: "Check and fix the host side: libvirt networks, bridges, forwarding, firewall",
 	}
 	_ = g // used by the subcommands added here
+	cmd.AddCommand(newHostCheckCmd(g))
 	return cmd
 }
