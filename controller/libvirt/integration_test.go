@@ -205,6 +205,10 @@ func TestRealLibvirtd(t *testing.T) {
 			t.Fatalf("kvmnet channel %+v, want automatic path %s, disconnected", c, want)
 		}
 		lvd.MustNsenter("test", "-S", c.Path)
+		secure, err := src.DomainXMLSecure(ctx, "vm-run")
+		if err != nil || strings.Contains(secure, "vnet") || !strings.Contains(secure, "org.kvmnet.agent.0") {
+			t.Fatalf("secure inactive XML (%v): %s", err, secure)
+		}
 		inactive, err := src.DomainXML(ctx, "vm-run", true)
 		if err != nil || strings.Contains(inactive, "vnet") || strings.Contains(inactive, "domain-") {
 			t.Fatalf("inactive XML carries live details (%v): %s", err, inactive)

@@ -388,3 +388,21 @@ func (s *Source) DomainXML(ctx context.Context, name string, inactive bool) (str
 		return x, nil
 	})
 }
+
+// DomainXMLSecure returns the persistent definition including secrets (graphics passwords:
+// VIR_DOMAIN_XML_SECURE), so that redefining a domain after an edit does not drop them. It needs a
+// read-write connection.
+func (s *Source) DomainXMLSecure(ctx context.Context, name string) (string, error) {
+	return call(ctx, fmt.Sprintf("read secure XML of domain %q", name), func() (string, error) {
+		d, err := s.conn.LookupDomainByName(name)
+		if err != nil {
+			return "", fmt.Errorf("look up domain %q: %w", name, wrap(err))
+		}
+		defer func() { _ = d.Free() }()
+		x, err := d.GetXMLDesc(golibvirt.DOMAIN_XML_INACTIVE | golibvirt.DOMAIN_XML_SECURE)
+		if err != nil {
+			return "", fmt.Errorf("read secure XML of domain %q: %w", name, wrap(err))
+		}
+		return x, nil
+	})
+}
