@@ -106,19 +106,11 @@ func (s DHCPSpec) userData(old map[string]string) map[string]string {
 // Update: deprecated keys NetworkManager refuses on the way back (ipv4/ipv6 "addresses" and
 // "routes", superseded by address-data and route-data) are dropped.
 func (s DHCPSpec) UpdateSettings(old Settings) Settings {
-	st := Settings{}
-	for name, props := range old {
-		st[name] = map[string]dbus.Variant{}
-		for k, v := range props {
-			st[name][k] = v
-		}
-	}
+	st := WritableCopy(old)
 	for _, ip := range []string{"ipv4", "ipv6"} {
 		if st[ip] == nil {
 			st[ip] = map[string]dbus.Variant{}
 		}
-		delete(st[ip], "addresses")
-		delete(st[ip], "routes")
 	}
 	if st["connection"] == nil {
 		st["connection"] = map[string]dbus.Variant{}
@@ -153,4 +145,24 @@ func NewUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// WritableCopy returns a deep copy of settings read with GetSettings, fit to be sent back with Update
+// or AddConnection: the deprecated ipv4/ipv6 "addresses" and "routes" keys, which NetworkManager
+// reports but refuses next to address-data/route-data, are dropped.
+func WritableCopy(old Settings) Settings {
+	st := Settings{}
+	for name, props := range old {
+		st[name] = map[string]dbus.Variant{}
+		for k, v := range props {
+			st[name][k] = v
+		}
+	}
+	for _, ip := range []string{"ipv4", "ipv6"} {
+		if st[ip] != nil {
+			delete(st[ip], "addresses")
+			delete(st[ip], "routes")
+		}
+	}
+	return st
 }

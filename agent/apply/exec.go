@@ -1,0 +1,468 @@
+package apply
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	gonm "github.com/Wifx/gonetworkmanager/v2"
+	"github.com/godbus/dbus/v5"
+	"github.com/kvmnet/kvmnet/agent/config"
+	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/nm"
+	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// NM is what the Applier needs from NetworkManager; *nm.Client satisfies it.
+type NM interface {
+	State(ctx context.Context) (nm.State, error)
+	Settings(ctx context.Context, path dbus.ObjectPath) (nm.Settings, error)
+	AddProfile(ctx context.Context, s nm.Settings) (dbus.ObjectPath, error)
+	UpdateProfile(ctx context.Context, path dbus.ObjectPath, s nm.Settings) error
+	DeleteProfile(ctx context.Context, path dbus.ObjectPath) error
+	ProfileByUUID(ctx context.Context, uuid string) (dbus.ObjectPath, error)
+	Activate(ctx context.Context, conn, dev dbus.ObjectPath) (dbus.ObjectPath, error)
+	WaitIPv4(ctx context.Context, dev, ac dbus.ObjectPath, timeout time.Duration) ([]string, error)
+	CheckpointCreate(ctx context.Context, devices []dbus.ObjectPath, rollbackTimeout time.Duration, flags gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error)
+	CheckpointDestroy(ctx context.Context, cp dbus.ObjectPath) error
+	CheckpointRollback(ctx context.Context, cp dbus.ObjectPath) (map[string]uint32, error)
+}
+
+// Files is what the Applier needs from the file store; *files.Store satisfies it.
+type Files interface {
+	Read(path string) ([]byte, error)
+	Write(path string, body []byte, mode fs.FileMode) (files.Result, error)
+	Remove(path string) (files.Result, error)
+	Restore(path string) (files.Result, error)
+	Entry(path string) (files.Entry, bool, error)
+	Managed() ([]string, error)
+	Snapshot(paths ...string) (*files.Snapshot, error)
+	RestoreSnapshot(snap *files.Snapshot) ([]files.Result, error)
+}
+
+// Sysctl reads and writes live kernel settings.
+type Sysctl interface {
+	Get(key string) (string, error)
+	Set(key, value string) error
+}
+
+// NICLister lists the guest's NICs (from netlink).
+type NICLister interface {
+	NICs() ([]NIC, error)
+}
+
+// NMMargin is added to the NetworkManager checkpoint's own timeout: the agent's timer fires first
+// and rolls back NetworkManager, files and sysctls in order; NetworkManager's timer is the fallback
+// when the agent itself is gone.
+const NMMargin = 5 * time.Second
+
+// Options configures an Applier.
+type Options struct {
+	// Config gives the opt-outs and the default rollback timeout.
+	Config config.Config
+	// NM is NetworkManager (nil: every profile action fails with a clear error).
+	NM NM
+	// Files is the file store.
+	Files Files
+	// Sysctl is the live sysctl backend.
+	Sysctl Sysctl
+	// NICs lists the guest's NICs.
+	NICs NICLister
+	// Logger gets one line per change (default: discard).
+	Logger *slog.Logger
+	// OnEvent, when set, is told about checkpoints (created, confirmed, rolled back) for Watch.
+	OnEvent func(summary string)
+}
+
+// Applier executes plans with checkpoints. One checkpoint may be pending at a time.
+type Applier struct {
+	o   Options
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending *pending
+}
+
+type pending struct {
+	id       string
+	nmCP     dbus.ObjectPath
+	deadline time.Time
+	changes  []*kvmnetv1.Change
+	snap     *files.Snapshot
+	sysctl   map[string]string // key → old value
+	deleted  []nm.Settings     // profiles deleted (settings before)
+	updated  map[string]nm.Settings
+	timer    *time.Timer
+}
+
+// New returns an Applier.
+func New(o Options) *Applier {
+	l := o.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Applier{o: o, log: l}
+}
+
+// Gather reads the current state a plan needs.
+func (a *Applier) Gather(ctx context.Context, root string) Inputs {
+	in := Inputs{Files: map[string][]byte{}, Sysctl: map[string]string{}}
+	if a.o.NICs != nil {
+		in.NICs, _ = a.o.NICs.NICs()
+	}
+	if a.o.NM == nil {
+		in.NMErr = errors.New("no NetworkManager client configured")
+	} else {
+		in.NM, in.NMErr = a.o.NM.State(ctx)
+	}
+	if a.o.Files != nil {
+		for _, p := range []string{SysctlFile, AptFile, DnfFile} {
+			if b, err := a.o.Files.Read(p); err == nil {
+				in.Files[p] = b
+			}
+		}
+		if paths, err := a.o.Files.Managed(); err == nil {
+			for _, p := range paths {
+				e, ok, err := a.o.Files.Entry(p)
+				if err == nil && ok {
+					in.Managed = append(in.Managed, ManagedFile{Path: p, Existed: e.Existed})
+				}
+			}
+		}
+	}
+	if a.o.Sysctl != nil {
+		for _, k := range SysctlKeys {
+			if v, err := a.o.Sysctl.Get(k); err == nil {
+				in.Sysctl[k] = v
+			}
+		}
+	}
+	if root != "" {
+		in.AptInstalled = dirExists(filepath.Join(root, "etc/apt"))
+		in.DnfInstalled = dirExists(filepath.Join(root, "etc/dnf"))
+	}
+	return in
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// Apply validates req, computes the plan from the current state and, unless it is a dry run or
+// nothing needs to change, executes it under a checkpoint. A failing step rolls everything back at
+// once and the error says what was restored.
+func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmnetv1.ApplyResponse, error) {
+	r, err := Validate(req, a.o.Config)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending != nil && !r.DryRun {
+		return nil, fmt.Errorf("%w: checkpoint %s is pending until %s: Confirm or Rollback it first",
+			ErrPrecondition, a.pending.id, a.pending.deadline.Format(time.RFC3339))
+	}
+	root := a.o.Config.Root
+	if root == "" {
+		root = "/"
+	}
+	in := a.Gather(ctx, root)
+	plan, err := Compute(r, in)
+	if err != nil {
+		a.log.Warn("apply refused", "error", err)
+		return nil, err
+	}
+	resp := &kvmnetv1.ApplyResponse{Changes: plan.Changes(), DryRun: r.DryRun, Noop: len(plan.Steps) == 0}
+	if r.DryRun || resp.Noop {
+		a.log.Info("apply computed", "dry_run", r.DryRun, "noop", resp.Noop, "changes", len(plan.Steps), "notes", strings.Join(plan.Notes, "; "))
+		return resp, nil
+	}
+	p := &pending{id: newID(), changes: resp.Changes, sysctl: map[string]string{}, updated: map[string]nm.Settings{}}
+	if plan.NeedsNM() {
+		if a.o.NM == nil {
+			return nil, fmt.Errorf("%w: no NetworkManager client", ErrPrecondition)
+		}
+		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v; nothing was changed", ErrPrecondition, err)
+		}
+	}
+	if paths := plan.FilePaths(); len(paths) > 0 {
+		p.snap, err = a.o.Files.Snapshot(paths...)
+		if err != nil {
+			a.rollback(context.WithoutCancel(ctx), p)
+			return nil, fmt.Errorf("snapshot files before changing them: %w; nothing was changed", err)
+		}
+	}
+	a.log.Info("apply start", "checkpoint", p.id, "nm_checkpoint", p.nmCP, "steps", len(plan.Steps), "rollback_timeout", r.RollbackTimeout)
+	for i, s := range plan.Steps {
+		if err := a.exec(ctx, p, s); err != nil {
+			restored, rerr := a.rollback(context.WithoutCancel(ctx), p)
+			msg := fmt.Sprintf("step %d (%s) failed: %v; rolled back at once: %s", i+1, s.Change.Summary, err, strings.Join(restored, "; "))
+			if rerr != nil {
+				msg += "; rollback problems: " + rerr.Error()
+			}
+			a.log.Error("apply failed", "checkpoint", p.id, "error", msg)
+			return nil, errors.New(msg)
+		}
+		a.log.Info("change made", "checkpoint", p.id, "kind", s.Change.Kind, "target", s.Change.Target, "summary", s.Change.Summary)
+	}
+	p.deadline = time.Now().Add(r.RollbackTimeout)
+	id := p.id
+	p.timer = time.AfterFunc(r.RollbackTimeout, func() { a.expire(id) })
+	a.pending = p
+	resp.CheckpointId = p.id
+	resp.RollbackDeadline = timestamppb.New(p.deadline)
+	a.event(fmt.Sprintf("checkpoint %s created: %d change(s), rolls back at %s unless confirmed", p.id, len(p.changes), p.deadline.Format(time.RFC3339)))
+	return resp, nil
+}
+
+func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
+	switch s.Kind {
+	case OpAddProfile:
+		_, err := a.o.NM.AddProfile(ctx, s.Spec.NewSettings(nm.NewUUID()))
+		return err
+	case OpUpdateProfile:
+		old, err := a.o.NM.Settings(ctx, s.Profile.Path)
+		if err != nil {
+			return err
+		}
+		p.updated[s.Profile.UUID] = old
+		return a.o.NM.UpdateProfile(ctx, s.Profile.Path, s.Spec.UpdateSettings(old))
+	case OpDeleteProfile:
+		old, err := a.o.NM.Settings(ctx, s.Profile.Path)
+		if err != nil {
+			return err
+		}
+		p.deleted = append(p.deleted, old)
+		return a.o.NM.DeleteProfile(ctx, s.Profile.Path)
+	case OpActivate:
+		st, err := a.o.NM.State(ctx)
+		if err != nil {
+			return err
+		}
+		prof, ok := st.ProfileByID(s.Spec.ID())
+		if !ok {
+			return fmt.Errorf("profile %s vanished before activation", s.Spec.ID())
+		}
+		ac, err := a.o.NM.Activate(ctx, prof.Path, s.Device.Path)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		addrs, err := a.o.NM.WaitIPv4(ctx, s.Device.Path, ac, s.Wait)
+		if err != nil {
+			return err
+		}
+		a.log.Info("ipv4 obtained", "interface", s.Spec.InterfaceName, "addresses", strings.Join(addrs, ","), "after", time.Since(start))
+		s.Change.Summary += fmt.Sprintf(": got %s in %s", strings.Join(addrs, ","), time.Since(start).Round(time.Millisecond))
+		return nil
+	case OpWriteFile:
+		_, err := a.o.Files.Write(s.Path, s.Body, 0)
+		return err
+	case OpRemoveFile:
+		_, err := a.o.Files.Remove(s.Path)
+		return err
+	case OpRestoreFile:
+		_, err := a.o.Files.Restore(s.Path)
+		return err
+	case OpSetSysctl:
+		if a.o.Sysctl == nil {
+			return errors.New("no sysctl backend")
+		}
+		old, err := a.o.Sysctl.Get(s.Key)
+		if err != nil {
+			return err
+		}
+		if _, ok := p.sysctl[s.Key]; !ok {
+			p.sysctl[s.Key] = old
+		}
+		return a.o.Sysctl.Set(s.Key, s.Value)
+	}
+	return fmt.Errorf("unknown step kind %d", s.Kind)
+}
+
+// rollback undoes p: NetworkManager's checkpoint, then profiles NetworkManager does not restore by
+// itself (deleted or changed profiles that were not active), then sysctls and files. It continues
+// past failures.
+func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
+	var restored []string
+	var errs []error
+	if p.nmCP != "" {
+		res, err := a.o.NM.CheckpointRollback(ctx, p.nmCP)
+		switch {
+		case err != nil && strings.Contains(err.Error(), "does not exist"):
+			restored = append(restored, "NetworkManager had already rolled back checkpoint "+string(p.nmCP))
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			var devs []string
+			for d, r := range res {
+				devs = append(devs, fmt.Sprintf("%s=%d", filepath.Base(d), r))
+			}
+			restored = append(restored, "NetworkManager checkpoint rolled back (devices "+strings.Join(devs, " ")+")")
+		}
+		for _, s := range p.deleted {
+			uuid, _ := s["connection"]["uuid"].Value().(string)
+			id, _ := s["connection"]["id"].Value().(string)
+			if _, err := a.o.NM.ProfileByUUID(ctx, uuid); err == nil {
+				restored = append(restored, "profile "+id+" restored")
+				continue
+			}
+			if _, err := a.o.NM.AddProfile(ctx, nm.WritableCopy(s)); err != nil {
+				errs = append(errs, fmt.Errorf("re-add deleted profile %s: %w", id, err))
+				continue
+			}
+			restored = append(restored, "profile "+id+" re-added")
+		}
+		for uuid, s := range p.updated {
+			id, _ := s["connection"]["id"].Value().(string)
+			path, err := a.o.NM.ProfileByUUID(ctx, uuid)
+			if err != nil {
+				continue
+			}
+			cur, err := a.o.NM.Settings(ctx, path)
+			if err == nil && nm.ParseProfile(path, cur).String() == nm.ParseProfile(path, s).String() {
+				restored = append(restored, "profile "+id+" restored")
+				continue
+			}
+			if err := a.o.NM.UpdateProfile(ctx, path, nm.WritableCopy(s)); err != nil {
+				errs = append(errs, fmt.Errorf("restore settings of profile %s: %w", id, err))
+				continue
+			}
+			restored = append(restored, "profile "+id+" settings restored")
+		}
+	}
+	for k, v := range p.sysctl {
+		if err := a.o.Sysctl.Set(k, v); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		restored = append(restored, fmt.Sprintf("sysctl %s = %s", k, v))
+	}
+	if p.snap != nil {
+		res, err := a.o.Files.RestoreSnapshot(p.snap)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, r := range res {
+			if r.Changed {
+				restored = append(restored, "file "+r.Path)
+			}
+		}
+	}
+	a.log.Info("rolled back", "checkpoint", p.id, "restored", strings.Join(restored, "; "), "errors", len(errs))
+	return restored, errors.Join(errs...)
+}
+
+func (a *Applier) expire(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending == nil || a.pending.id != id {
+		return
+	}
+	p := a.pending
+	a.pending = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	restored, err := a.rollback(ctx, p)
+	a.log.Warn("checkpoint not confirmed in time: rolled back", "checkpoint", id, "restored", strings.Join(restored, "; "), "error", err)
+	a.event(fmt.Sprintf("checkpoint %s not confirmed in time: rolled back (%s)", id, strings.Join(restored, "; ")))
+}
+
+// ErrNoCheckpoint is wrapped when Confirm or Rollback names no pending checkpoint (gRPC NotFound).
+var ErrNoCheckpoint = errors.New("no such pending checkpoint")
+
+func (a *Applier) take(id string) (*pending, error) {
+	if a.pending == nil {
+		return nil, fmt.Errorf("%w: %q (none is pending: it may have rolled back by itself already)", ErrNoCheckpoint, id)
+	}
+	if a.pending.id != id {
+		return nil, fmt.Errorf("%w: %q (pending: %s)", ErrNoCheckpoint, id, a.pending.id)
+	}
+	p := a.pending
+	if !p.timer.Stop() {
+		return nil, fmt.Errorf("%w: %q is rolling back by itself (deadline passed)", ErrNoCheckpoint, id)
+	}
+	a.pending = nil
+	return p, nil
+}
+
+// Confirm keeps the changes of the pending checkpoint id and destroys it.
+func (a *Applier) Confirm(ctx context.Context, id string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, err := a.take(id)
+	if err != nil {
+		return err
+	}
+	if p.nmCP != "" {
+		if err := a.o.NM.CheckpointDestroy(ctx, p.nmCP); err != nil {
+			// Keep it pending: NetworkManager would still roll back by itself.
+			a.pending = p
+			p.timer.Reset(time.Until(p.deadline))
+			return fmt.Errorf("confirm %s: %w", id, err)
+		}
+	}
+	a.log.Info("checkpoint confirmed", "checkpoint", id, "changes", len(p.changes))
+	a.event("checkpoint " + id + " confirmed")
+	return nil
+}
+
+// Rollback undoes the pending checkpoint id at once.
+func (a *Applier) Rollback(ctx context.Context, id string) ([]string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, err := a.take(id)
+	if err != nil {
+		return nil, err
+	}
+	restored, err := a.rollback(ctx, p)
+	a.event(fmt.Sprintf("checkpoint %s rolled back on request", id))
+	return restored, err
+}
+
+// Pending returns the pending checkpoint, or nil.
+func (a *Applier) Pending() *kvmnetv1.Checkpoint {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending == nil {
+		return nil
+	}
+	return &kvmnetv1.Checkpoint{Id: a.pending.id, RollbackDeadline: timestamppb.New(a.pending.deadline), Changes: a.pending.changes}
+}
+
+// Close rolls back a pending checkpoint (the agent is stopping and cannot wait for Confirm).
+func (a *Applier) Close() error {
+	a.mu.Lock()
+	p := a.pending
+	a.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	_, err := a.Rollback(context.Background(), p.id)
+	return err
+}
+
+func (a *Applier) event(s string) {
+	if a.o.OnEvent != nil {
+		a.o.OnEvent(s)
+	}
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "kvmnet-" + hex.EncodeToString(b)
+}
