@@ -9,23 +9,21 @@ import (
 
 	"github.com/kvmnet/kvmnet/agent/files"
 	"github.com/kvmnet/kvmnet/agent/nm"
+	"github.com/kvmnet/kvmnet/agent/pkgconf"
+	"github.com/kvmnet/kvmnet/agent/sysctl"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
 // Paths and keys kvmnet manages.
+// The contents and names are agent/sysctl's and agent/pkgconf's, so reports and changes agree.
 const (
-	SysctlFile = "/etc/sysctl.d/99-kvmnet-disable-ipv6.conf"
-	AptFile    = "/etc/apt/apt.conf.d/99kvmnet-force-ipv4"
-	DnfFile    = "/etc/dnf/dnf.conf"
+	SysctlFile = sysctl.PersistentFile
+	AptFile    = pkgconf.AptFile
+	DnfFile    = pkgconf.DnfConf
 )
 
 // SysctlKeys are the live settings SetIPv6 changes.
 var SysctlKeys = []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"}
-
-const (
-	sysctlBody = "net.ipv6.conf.all.disable_ipv6 = 1\nnet.ipv6.conf.default.disable_ipv6 = 1\n"
-	aptBody    = "Acquire::ForceIPv4 \"true\";\n"
-)
 
 // NIC is a network interface as the kernel reports it.
 type NIC struct {
@@ -404,7 +402,7 @@ func (p *planner) setSysctl(key, value string) {
 
 func (p *planner) setIPv6(disable bool) {
 	if disable {
-		p.writeFile(SysctlFile, []byte(sysctlBody), "disables IPv6 at boot")
+		p.writeFile(SysctlFile, sysctl.RenderDisable(), "disables IPv6 at boot")
 		for _, k := range SysctlKeys {
 			p.setSysctl(k, "1")
 		}
@@ -421,7 +419,7 @@ func (p *planner) setIPv6(disable bool) {
 func (p *planner) forceIPv4(force bool) {
 	if p.in.AptInstalled {
 		if force {
-			p.writeFile(AptFile, []byte(aptBody), "apt uses IPv4 only (Acquire::ForceIPv4)")
+			p.writeFile(AptFile, pkgconf.RenderApt(), "apt uses IPv4 only (Acquire::ForceIPv4)")
 		} else if _, ok := p.files[AptFile]; ok {
 			p.undoFile(AptFile, "apt may use IPv6 again")
 		}
@@ -429,11 +427,7 @@ func (p *planner) forceIPv4(force bool) {
 	if p.in.DnfInstalled {
 		cur, exists := p.files[DnfFile]
 		if force {
-			body := SetINIKey(string(files.StripHeader(cur)), "main", "ip_resolve", "4")
-			if !exists {
-				body = "[main]\nip_resolve=4\n"
-			}
-			p.writeFile(DnfFile, []byte(body), "dnf uses IPv4 only (ip_resolve=4)")
+			p.writeFile(DnfFile, pkgconf.RenderDnf(files.StripHeader(cur), true), "dnf uses IPv4 only (ip_resolve=4)")
 		} else if exists {
 			if _, ok := p.managed[DnfFile]; ok {
 				p.undoFile(DnfFile, "dnf may use IPv6 again")
@@ -457,50 +451,4 @@ func (p *planner) restoreBackups() {
 	if len(paths) == 0 {
 		p.plan.Notes = append(p.plan.Notes, "no files managed by kvmnet; nothing to restore")
 	}
-}
-
-// SetINIKey sets key=value in [section] of an INI text (dnf.conf), replacing an existing assignment
-// of key there or appending one at the end of the section (creating the section when missing).
-// Other lines are kept byte for byte.
-func SetINIKey(text, section, key, value string) string {
-	lines := strings.SplitAfter(text, "\n")
-	if len(lines) > 0 && lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	in, found, insertAt := false, false, -1
-	for i, l := range lines {
-		t := strings.TrimSpace(l)
-		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
-			if in {
-				break
-			}
-			in = strings.TrimSpace(t[1:len(t)-1]) == section
-			if in {
-				found, insertAt = true, i+1
-			}
-			continue
-		}
-		if !in {
-			continue
-		}
-		if t != "" && !strings.HasPrefix(t, "#") && !strings.HasPrefix(t, ";") {
-			insertAt = i + 1
-		}
-		if k, _, ok := strings.Cut(t, "="); ok && strings.TrimSpace(k) == key {
-			lines[i] = key + "=" + value + "\n"
-			return strings.Join(lines, "")
-		}
-	}
-	if !found {
-		s := strings.Join(lines, "")
-		if s != "" && !strings.HasSuffix(s, "\n") {
-			s += "\n"
-		}
-		return s + "[" + section + "]\n" + key + "=" + value + "\n"
-	}
-	if insertAt > 0 && !strings.HasSuffix(lines[insertAt-1], "\n") {
-		lines[insertAt-1] += "\n"
-	}
-	lines = slices.Insert(lines, insertAt, key+"="+value+"\n")
-	return strings.Join(lines, "")
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/files"
 	"github.com/kvmnet/kvmnet/agent/nm"
+	"github.com/kvmnet/kvmnet/agent/pkgconf"
+	"github.com/kvmnet/kvmnet/agent/sysctl"
 )
 
 const (
@@ -104,13 +106,13 @@ func TestCompute(t *testing.T) {
 			[]stepWant{{OpWriteFile, SysctlFile}, {OpSetSysctl, SysctlKeys[0]}, {OpSetSysctl, SysctlKeys[1]}}, nil, "", ""},
 		{"disable IPv6 again: no-op", func() Inputs {
 			in := baseInputs()
-			in.Files[SysctlFile] = files.WithHeader([]byte(sysctlBody))
+			in.Files[SysctlFile] = files.WithHeader(sysctl.RenderDisable())
 			in.Sysctl = map[string]string{SysctlKeys[0]: "1", SysctlKeys[1]: "1"}
 			return in
 		}(), req(Action{SetIPv6: &yes}), nil, nil, "", "already disables IPv6"},
 		{"enable IPv6 removes kvmnet's file", func() Inputs {
 			in := baseInputs()
-			in.Files[SysctlFile] = files.WithHeader([]byte(sysctlBody))
+			in.Files[SysctlFile] = files.WithHeader(sysctl.RenderDisable())
 			in.Managed = []ManagedFile{{Path: SysctlFile}}
 			in.Sysctl = map[string]string{SysctlKeys[0]: "1", SysctlKeys[1]: "1"}
 			return in
@@ -136,7 +138,7 @@ func TestCompute(t *testing.T) {
 		}(), req(Action{ForceIPv4: &no}), nil, nil, "", "is not kvmnet's"},
 		{"restore backups", func() Inputs {
 			in := baseInputs()
-			in.Files[AptFile] = files.WithHeader([]byte(aptBody))
+			in.Files[AptFile] = files.WithHeader(pkgconf.RenderApt())
 			in.Files[DnfFile] = files.WithHeader([]byte("[main]\nip_resolve=4\n"))
 			in.Managed = []ManagedFile{{Path: DnfFile, Existed: true}, {Path: AptFile}}
 			return in
@@ -197,23 +199,5 @@ func TestComputeDiffsAreReadable(t *testing.T) {
 	p, _ = Compute(Request{Actions: []Action{{ForceIPv4: &yes}}}, in)
 	if d := p.Steps[0].Change.Diff; !strings.Contains(d, "+ip_resolve=4\n") || !strings.Contains(d, " gpgcheck=1\n") || !strings.Contains(d, "+# managed by kvmnet") {
 		t.Fatalf("dnf diff:\n%s", d)
-	}
-}
-
-func TestSetINIKey(t *testing.T) {
-	tests := []struct{ name, in, want string }{
-		{"append to main", "[main]\ngpgcheck=1\n", "[main]\ngpgcheck=1\nip_resolve=4\n"},
-		{"replace", "[main]\nip_resolve = 6\nx=1\n", "[main]\nip_resolve=4\nx=1\n"},
-		{"before next section", "[main]\na=1\n\n[other]\nip_resolve=6\n", "[main]\na=1\nip_resolve=4\n\n[other]\nip_resolve=6\n"},
-		{"no main section", "# comment\n", "# comment\n[main]\nip_resolve=4\n"},
-		{"no trailing newline", "[main]\na=1", "[main]\na=1\nip_resolve=4\n"},
-		{"empty", "", "[main]\nip_resolve=4\n"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := SetINIKey(tc.in, "main", "ip_resolve", "4"); got != tc.want {
-				t.Fatalf("got %q, want %q", got, tc.want)
-			}
-		})
 	}
 }
