@@ -212,7 +212,7 @@ func Host(ctx context.Context, c net.Conn, resend time.Duration) (net.Conn, erro
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return nil, fmt.Errorf("resync: %s: %w; is kvmnet-agent running in the guest and is the channel org.kvmnet.agent.0?", stage, err)
+		return nil, fmt.Errorf("resync: %s: %w; is kvmnet-agent running in the guest, is the channel named org.kvmnet.agent.0, and is no other client holding it (QEMU serves one at a time)?", stage, err)
 	}
 	hello := Record(VerbHello, nonce)
 	if _, err := c.Write(hello); err != nil {
