@@ -265,11 +265,15 @@ func (c *Collector) host(ctx context.Context, nets []snapshot.Network, local boo
 	}
 	if c.src.HostNet != nil {
 		got, err := bounded(ctx, func(ctx context.Context) (snapshot.Host, error) { return c.src.HostNet.Host(ctx, nets) })
-		if err != nil {
-			addErr(fmt.Errorf("host network: %w", err))
-		} else {
+		switch {
+		case err == nil:
 			h = got
 			h.Read = true
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			addErr(fmt.Errorf("host network: %w", err))
+		default:
+			h = got // partial: the source says what it could read (Read, IPForwardKnown)
+			addErr(fmt.Errorf("host network: %w", err))
 		}
 		c.opts.Logger.Debug("host network read", "err", err, "bridges", len(h.Bridges))
 	}

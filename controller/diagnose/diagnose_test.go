@@ -555,3 +555,20 @@ func TestSuggestRange(t *testing.T) {
 		}
 	}
 }
+
+func TestBridgeState(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		b    snapshot.Bridge
+		want string
+	}{
+		{"up with ports", snapshot.Bridge{AdminUp: true, OperState: "up", Ports: []string{"vnet0"}}, "up"},
+		{"up without ports", snapshot.Bridge{AdminUp: true, OperState: "down"}, "no-carrier"},
+		{"ports but no carrier", snapshot.Bridge{AdminUp: true, OperState: "down", Ports: []string{"vnet0"}}, "down"},
+		{"admin down", snapshot.Bridge{OperState: "down"}, "down"},
+	} {
+		if got := bridgeState(tc.b); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

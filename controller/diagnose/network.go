@@ -688,10 +688,7 @@ func (d *diag) hostReport() HostReport {
 	}
 	hr.Bridges = []BridgeReport{}
 	for _, b := range h.Bridges {
-		st := b.OperState
-		if !b.AdminUp {
-			st = "down"
-		}
+		st := bridgeState(b)
 		hr.Bridges = append(hr.Bridges, BridgeReport{Name: b.Name, State: st, Addresses: nonNil(b.Addresses), Ports: nonNil(b.Ports), STP: b.STP})
 	}
 	if h.IPForwardKnown {
@@ -744,10 +741,7 @@ func (d *diag) networkReports() []NetworkReport {
 		if d.s.Host.Read && n.Bridge != "" {
 			nr.BridgeState = "missing"
 			if br, ok := d.bridges[n.Bridge]; ok {
-				nr.BridgeState = br.OperState
-				if !br.AdminUp {
-					nr.BridgeState = "down"
-				}
+				nr.BridgeState = bridgeState(*br)
 			}
 		}
 		if !servedByLibvirt(n) {
@@ -786,4 +780,16 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// bridgeState is the oper state, "down" when administratively down, and "no-carrier" for a bridge
+// that is up without ports (normal while no guest runs on it).
+func bridgeState(b snapshot.Bridge) string {
+	switch {
+	case !b.AdminUp:
+		return "down"
+	case b.OperState == "down" && len(b.Ports) == 0:
+		return "no-carrier"
+	}
+	return b.OperState
 }

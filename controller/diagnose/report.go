@@ -42,7 +42,7 @@ type HostReport struct {
 type BridgeReport struct {
 	// Name of the bridge.
 	Name string `json:"name"`
-	// State: the oper state, or "down" when administratively down.
+	// State: the oper state, "down" when administratively down, "no-carrier" when up without ports.
 	State string `json:"state"`
 	// Addresses in CIDR form.
 	Addresses []string `json:"addresses"`
@@ -86,7 +86,7 @@ type NetworkReport struct {
 	Subnet string `json:"subnet"`
 	// Persistent is true when defined.
 	Persistent bool `json:"persistent"`
-	// BridgeState: "up", "down", "missing" or "unknown".
+	// BridgeState: "up", "down", "no-carrier" (up, no ports yet), "missing" or "unknown".
 	BridgeState string `json:"bridge_state"`
 	// DHCP is true when libvirt hands out addresses on it.
 	DHCP bool `json:"dhcp"`

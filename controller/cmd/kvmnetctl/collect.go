@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/firewall"
+	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
 	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/runner"
@@ -52,15 +57,56 @@ func hostFacts(src *libvirt.Source) bool {
 	return !src.Remote() && !strings.HasPrefix(src.URI(), "test:")
 }
 
-// openCollector connects to libvirt (-c) and wires every source of controller/collect: libvirt, the
-// firewall (through controller/runner), channel socket access (controller/access, trusting the user
-// QEMU runs as) and the agents (controller/agentclient). The host-network source is wired once
-// controller/hostnet exists. The returned function closes the libvirt connection. A connection
-// failure is an Unreachable error (exit 2).
+// hostEnv says where the libvirt host's own facts are read: this process's namespaces (a real host),
+// or those of another process (a libvirtd inside a network and mount namespace: tests, the lab).
+type hostEnv struct {
+	// pid is 0 for the current namespaces.
+	pid int
+}
+
+func (e hostEnv) runner() runner.Runner {
+	if e.pid == 0 {
+		return runner.NewExec()
+	}
+	return runner.NewExec(runner.InNamespacesOf(e.pid))
+}
+
+// root is where the host's files are seen ("" for /).
+func (e hostEnv) root() string {
+	if e.pid == 0 {
+		return ""
+	}
+	return "/proc/" + strconv.Itoa(e.pid) + "/root"
+}
+
+func (e hostEnv) hostnet() (*hostnet.Reader, error) {
+	if e.pid == 0 {
+		return hostnet.Current()
+	}
+	return hostnet.ForPID(e.pid, "")
+}
+
+// openCollector connects to libvirt (-c) and wires every source of controller/collect for this host.
 func openCollector(ctx context.Context, g *Globals, opts collect.Options) (*collect.Collector, func(), error) {
+	return openCollectorIn(ctx, g, opts, hostEnv{})
+}
+
+// openCollectorIn connects to libvirt (-c) and wires every source of controller/collect: libvirt,
+// the host network (controller/hostnet), the firewall (controller/firewall through
+// controller/runner), channel socket access (controller/access, trusting the user QEMU runs as) and
+// the agents (controller/agentclient). Host facts are read in env, and only when the connection is
+// to this host. The returned function releases everything. A connection failure is an Unreachable
+// error (exit 2).
+func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (*collect.Collector, func(), error) {
 	src, err := libvirt.Open(ctx, g.Connect, g.Getenv)
 	if err != nil {
 		return nil, nil, Unreachable(err)
+	}
+	closers := []func(){func() { _ = src.Close() }}
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
 	}
 	sources := collect.Sources{
 		Libvirt: src,
@@ -73,16 +119,31 @@ func openCollector(ctx context.Context, g *Globals, opts collect.Options) (*coll
 		}),
 	}
 	if hostFacts(src) {
+		if hn, err := env.hostnet(); err == nil {
+			closers = append(closers, func() { _ = hn.Close() })
+			sources.HostNet = hn
+		} else {
+			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %v\n", err)
+		}
+		run := env.runner()
+		var files fs.FS
+		if r := env.root(); r != "" {
+			files = os.DirFS(r)
+		}
 		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
-			st, err := firewall.NewReader(runner.NewExec(), firewall.Options{}).Read(ctx)
+			st, err := firewall.NewReader(run, firewall.Options{Files: files}).Read(ctx)
 			if err != nil {
 				return snapshot.Firewall{}, err
 			}
 			return st.Snapshot(nets, uplink), nil
 		})
-		in := access.Inspector{}
-		if acc, err := access.ReadAccounts("/etc"); err == nil {
-			if id, err := access.QEMUUser(access.QEMUSources{Accounts: acc}); err == nil && id.User != "" {
+		in := access.Inspector{Root: env.root()}
+		if acc, err := access.ReadAccounts(filepath.Join(env.root(), "/etc")); err == nil {
+			q := access.QEMUSources{Accounts: acc}
+			if r := env.root(); r != "" {
+				q.QEMUConf, q.LibvirtDir = r+"/etc/libvirt/qemu.conf", r+"/var/lib/libvirt/qemu"
+			}
+			if id, err := access.QEMUUser(q); err == nil && id.User != "" {
 				in.Trusted = []string{id.User}
 			}
 		}
@@ -90,16 +151,21 @@ func openCollector(ctx context.Context, g *Globals, opts collect.Options) (*coll
 	}
 	c, err := collect.New(sources, opts)
 	if err != nil {
-		_ = src.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return c, func() { _ = src.Close() }, nil
+	return c, closeAll, nil
 }
 
 // collectReport collects a snapshot and diagnoses it. domains (guests status VM...) must exist:
 // unknown names are a usage error (exit 2).
 func collectReport(ctx context.Context, g *Globals, opts collect.Options) (snapshot.Snapshot, diagnose.Report, error) {
-	c, closeFn, err := openCollector(ctx, g, opts)
+	return collectReportIn(ctx, g, opts, hostEnv{})
+}
+
+// collectReportIn is collectReport with the host's facts read in env.
+func collectReportIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (snapshot.Snapshot, diagnose.Report, error) {
+	c, closeFn, err := openCollectorIn(ctx, g, opts, env)
 	if err != nil {
 		return snapshot.Snapshot{}, diagnose.Report{}, err
 	}
