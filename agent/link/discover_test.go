@@ -8,8 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvmnet/kvmnet/agent/checks"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
+
+// The Discoverer is the route source of RunChecks (empty PING targets ping its default gateway).
+var _ checks.RouteSource = (*Discoverer)(nil)
 
 func cidr(t *testing.T, s string) *net.IPNet {
 	t.Helper()
