@@ -1,0 +1,465 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvmnet/kvmnet/agent/apply"
+	"github.com/kvmnet/kvmnet/agent/checks"
+	"github.com/kvmnet/kvmnet/agent/config"
+	"github.com/kvmnet/kvmnet/agent/dns"
+	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/link"
+	"github.com/kvmnet/kvmnet/agent/nm"
+	"github.com/kvmnet/kvmnet/agent/osinfo"
+	"github.com/kvmnet/kvmnet/agent/pkgconf"
+	"github.com/kvmnet/kvmnet/agent/qga"
+	"github.com/kvmnet/kvmnet/agent/stack"
+	"github.com/kvmnet/kvmnet/agent/sysctl"
+	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/vishvananda/netlink"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Links is interface and route discovery with change events (agent/link's *Discoverer).
+type Links interface {
+	Snapshot() ([]*kvmnetv1.Interface, []*kvmnetv1.Route, error)
+	Routes() ([]*kvmnetv1.Route, error)
+	Watch(ctx context.Context) (<-chan *kvmnetv1.Event, error)
+}
+
+// NetworkManager is what the service needs from agent/nm's *Client: reading, signals, and the
+// changes agent/apply makes.
+type NetworkManager interface {
+	apply.NM
+	Devices(ctx context.Context) ([]nm.Device, error)
+	Subscribe(ctx context.Context) (<-chan nm.Event, error)
+	Close() error
+}
+
+// StackAnnotator sets Stack/StackDetail on interfaces (agent/stack's *Detector).
+type StackAnnotator interface {
+	Annotate(ctx context.Context, ifaces []*kvmnetv1.Interface) error
+}
+
+// IPv6Reader reports IPv6 sysctls and usability (agent/sysctl's *Reader).
+type IPv6Reader interface {
+	State(ifaces []*kvmnetv1.Interface, routes []*kvmnetv1.Route) (*kvmnetv1.IPv6State, error)
+}
+
+// PackageManagerReader reports apt/dnf IPv4 settings (agent/pkgconf's *Manager).
+type PackageManagerReader interface {
+	State() (*kvmnetv1.PackageManagerState, error)
+}
+
+// DNSReader reports the resolver configuration (agent/dns's *Reader).
+type DNSReader interface {
+	State() (*kvmnetv1.DNSState, error)
+}
+
+// QGAReader reports qemu-guest-agent (agent/qga's *Checker).
+type QGAReader interface {
+	State() *kvmnetv1.QemuGuestAgentState
+}
+
+// OSReader reports the OS and host name (agent/osinfo's *Reader).
+type OSReader interface {
+	Info() (*kvmnetv1.OSInfo, error)
+	Hostname() (string, error)
+}
+
+// CheckRunner runs connectivity checks (agent/checks' *Runner).
+type CheckRunner interface {
+	Run(ctx context.Context, req *kvmnetv1.RunChecksRequest) (*kvmnetv1.RunChecksResponse, error)
+}
+
+// Options configures the service. Nil dependencies are built from Config (the real backends).
+type Options struct {
+	// Version of the agent, reported in GetState.
+	Version string
+	// Config is the agent's effective configuration.
+	Config config.Config
+	// Logger receives one line per change and per problem. Default: discard.
+	Logger *slog.Logger
+
+	// BusAddress of the system bus for NetworkManager when NM is nil ("" = $DBUS_SYSTEM_BUS_ADDRESS
+	// or /run/dbus/system_bus_socket).
+	BusAddress string
+	// NMCallTimeout bounds each D-Bus call (default nm.DefaultCallTimeout).
+	NMCallTimeout time.Duration
+
+	NM      NetworkManager
+	Links   Links
+	Stack   StackAnnotator
+	IPv6    IPv6Reader
+	PkgConf PackageManagerReader
+	DNS     DNSReader
+	QGA     QGAReader
+	OS      OSReader
+	Checks  CheckRunner
+	Files   apply.Files
+	Sysctl  apply.Sysctl
+	// Now returns the time stamped on states and events. Default time.Now.
+	Now func() time.Time
+}
+
+// Service implements kvmnetv1.AgentServer.
+type Service struct {
+	kvmnetv1.UnimplementedAgentServer
+	o       Options
+	log     *slog.Logger
+	applier *apply.Applier
+	hub     *hub
+	closers []func() error
+}
+
+var _ kvmnetv1.AgentServer = (*Service)(nil)
+
+// New builds the service, wiring real backends for every nil dependency: netlink in the agent's own
+// namespace, NetworkManager on the system bus, and the readers and file store under Config.Root.
+func New(opts Options) (*Service, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	root := opts.Config.Root
+	if root == "" {
+		root = "/"
+		opts.Config.Root = root
+	}
+	s := &Service{o: opts, log: opts.Logger, hub: newHub()}
+	var err error
+	fail := func(what string, err error) (*Service, error) {
+		_ = s.Close()
+		return nil, fmt.Errorf("agent service: %s: %w", what, err)
+	}
+	if s.o.NM == nil {
+		c := nm.Dial(opts.BusAddress, nm.Options{CallTimeout: opts.NMCallTimeout, Logger: opts.Logger})
+		s.o.NM = c
+		s.closers = append(s.closers, c.Close)
+	}
+	if s.o.Links == nil {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return fail("netlink", err)
+		}
+		s.closers = append(s.closers, func() error { h.Close(); return nil })
+		if s.o.Links, err = link.New(link.Options{Handle: h, SysRoot: root, Logger: opts.Logger}); err != nil {
+			return fail("link discovery", err)
+		}
+	}
+	if s.o.Stack == nil {
+		if s.o.Stack, err = stack.New(stack.Options{Root: root, NM: nmProbe{s.o.NM}}); err != nil {
+			return fail("stack detection", err)
+		}
+	}
+	if s.o.IPv6 == nil {
+		if s.o.IPv6, err = sysctl.NewReader(root); err != nil {
+			return fail("ipv6 reader", err)
+		}
+	}
+	var store *files.Store
+	if s.o.Files == nil || s.o.PkgConf == nil {
+		store, err = files.New(files.Options{Root: root, StateDir: opts.Config.StateDir, Logger: opts.Logger})
+		if err != nil {
+			return fail("file store", err)
+		}
+		if s.o.Files == nil {
+			s.o.Files = store
+		}
+	}
+	if s.o.PkgConf == nil {
+		if s.o.PkgConf, err = pkgconf.New(root, store); err != nil {
+			return fail("package manager reader", err)
+		}
+	}
+	if s.o.DNS == nil {
+		if s.o.DNS, err = dns.New(root); err != nil {
+			return fail("dns reader", err)
+		}
+	}
+	if s.o.QGA == nil {
+		if s.o.QGA, err = qga.New(root); err != nil {
+			return fail("qemu-guest-agent checker", err)
+		}
+	}
+	if s.o.OS == nil {
+		if s.o.OS, err = osinfo.New(root); err != nil {
+			return fail("os info", err)
+		}
+	}
+	if s.o.Checks == nil {
+		s.o.Checks = checks.New(checks.Options{Routes: s.o.Links})
+	}
+	if s.o.Sysctl == nil {
+		s.o.Sysctl = apply.ProcSysctl{Root: root}
+	}
+	s.applier = apply.New(apply.Options{
+		Config: opts.Config, NM: s.o.NM, Files: s.o.Files, Sysctl: s.o.Sysctl, NICs: nicLister{s.o.Links},
+		Logger: opts.Logger, OnEvent: func(summary string) {
+			s.hub.publish(&kvmnetv1.Event{Time: timestamppb.New(s.o.Now()), Kind: kvmnetv1.EventKind_EVENT_KIND_CHECKPOINT, Summary: summary})
+		},
+	})
+	return s, nil
+}
+
+// Close rolls back a pending checkpoint (nobody can confirm it once the agent stops) and releases
+// the backends New created.
+func (s *Service) Close() error {
+	var errs []error
+	if s.applier != nil {
+		errs = append(errs, s.applier.Close())
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// GetState collects the guest's view. Problems of single sensors land in collection_errors; the
+// rest of the state is still returned.
+func (s *Service) GetState(ctx context.Context, _ *kvmnetv1.GetStateRequest) (*kvmnetv1.GuestState, error) {
+	st := &kvmnetv1.GuestState{AgentVersion: s.o.Version, CollectedAt: timestamppb.New(s.o.Now())}
+	errf := func(what string, err error) {
+		if err != nil {
+			st.CollectionErrors = append(st.CollectionErrors, what+": "+err.Error())
+		}
+	}
+	var err error
+	st.Hostname, err = s.o.OS.Hostname()
+	errf("hostname", err)
+	st.Os, err = s.o.OS.Info()
+	errf("os", err)
+	st.Interfaces, st.Routes, err = s.o.Links.Snapshot()
+	errf("interfaces", err)
+	errf("network stack", s.o.Stack.Annotate(ctx, st.Interfaces))
+	st.Dns, err = s.o.DNS.State()
+	errf("dns", err)
+	st.NetworkManager = s.nmState(ctx, st.Interfaces)
+	st.Ipv6, err = s.o.IPv6.State(st.Interfaces, st.Routes)
+	errf("ipv6", err)
+	st.PackageManager, err = s.o.PkgConf.State()
+	errf("package manager", err)
+	st.QemuGuestAgent = s.o.QGA.State()
+	c := s.o.Config
+	st.Config = &kvmnetv1.AgentConfig{AllowApply: c.AllowApply, ManageProfiles: c.ManageProfiles, ManageIpv6: c.ManageIPv6,
+		ManagePackageManager: c.ManagePackageManager, Transports: append([]string(nil), c.Listen...)}
+	st.ManagedFiles, err = s.o.Files.Managed()
+	errf("managed files", err)
+	st.PendingCheckpoint = s.applier.Pending()
+	return st, nil
+}
+
+func (s *Service) nmState(ctx context.Context, ifaces []*kvmnetv1.Interface) *kvmnetv1.NetworkManagerState {
+	out := &kvmnetv1.NetworkManagerState{}
+	st, err := s.o.NM.State(ctx)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	out.Running, out.Version = true, st.Status.Version
+	for _, p := range st.Profiles {
+		missing := p.BoundToMissingInterface
+		if len(ifaces) > 0 && p.Type == nm.EthernetType && (p.InterfaceName != "" || p.MAC != "") {
+			missing = true
+			for _, in := range ifaces {
+				if (p.InterfaceName == "" || p.InterfaceName == in.GetName()) && (p.MAC == "" || strings.EqualFold(p.MAC, in.GetMac())) {
+					missing = false
+				}
+			}
+		}
+		out.Profiles = append(out.Profiles, &kvmnetv1.Profile{
+			Id: p.ID, Uuid: p.UUID, Type: p.Type, InterfaceName: p.InterfaceName, Mac: p.MAC,
+			Ipv4Method: p.IPv4Method, Ipv6Method: p.IPv6Method, Ipv4Addresses: p.IPv4Addresses,
+			Active: p.Active, ActiveDevice: p.ActiveDevice, Autoconnect: p.Autoconnect,
+			ManagedByKvmnet: p.ManagedByKvmnet, BoundToMissingInterface: missing,
+		})
+	}
+	return out
+}
+
+// RunChecks runs the caller's checks.
+func (s *Service) RunChecks(ctx context.Context, req *kvmnetv1.RunChecksRequest) (*kvmnetv1.RunChecksResponse, error) {
+	resp, err := s.o.Checks.Run(ctx, req)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return resp, nil
+}
+
+// Apply hands the plan to agent/apply.
+func (s *Service) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmnetv1.ApplyResponse, error) {
+	resp, err := s.applier.Apply(ctx, req)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	s.log.Info("apply done", "checkpoint", resp.CheckpointId, "changes", len(resp.Changes), "noop", resp.Noop, "dry_run", resp.DryRun)
+	return resp, nil
+}
+
+// Confirm keeps a checkpoint's changes.
+func (s *Service) Confirm(ctx context.Context, req *kvmnetv1.ConfirmRequest) (*kvmnetv1.ConfirmResponse, error) {
+	if err := s.applier.Confirm(ctx, req.GetCheckpointId()); err != nil {
+		return nil, grpcError(err)
+	}
+	return &kvmnetv1.ConfirmResponse{}, nil
+}
+
+// Rollback undoes a checkpoint's changes at once.
+func (s *Service) Rollback(ctx context.Context, req *kvmnetv1.RollbackRequest) (*kvmnetv1.RollbackResponse, error) {
+	restored, err := s.applier.Rollback(ctx, req.GetCheckpointId())
+	if err != nil && restored == nil {
+		return nil, grpcError(err)
+	}
+	if err != nil {
+		restored = append(restored, "problems: "+err.Error())
+	}
+	return &kvmnetv1.RollbackResponse{Restored: restored}, nil
+}
+
+// grpcError maps agent/apply's error classes to status codes.
+func grpcError(err error) error {
+	code := codes.Internal
+	switch {
+	case errors.Is(err, apply.ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, apply.ErrOptedOut):
+		code = codes.PermissionDenied
+	case errors.Is(err, apply.ErrPrecondition):
+		code = codes.FailedPrecondition
+	case errors.Is(err, apply.ErrNoCheckpoint):
+		code = codes.NotFound
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		code = codes.DeadlineExceeded
+	}
+	return status.Error(code, err.Error())
+}
+
+// nicLister adapts Links to apply.NICLister.
+type nicLister struct{ l Links }
+
+func (n nicLister) NICs() ([]apply.NIC, error) {
+	ifaces, _, err := n.l.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	var out []apply.NIC
+	for _, in := range ifaces {
+		if in.GetMac() != "" {
+			out = append(out, apply.NIC{Name: in.GetName(), MAC: strings.ToLower(in.GetMac())})
+		}
+	}
+	return out, nil
+}
+
+// nmProbe adapts NetworkManager to agent/stack's NMProbe.
+type nmProbe struct{ c NetworkManager }
+
+func (p nmProbe) ManagesDevice(ctx context.Context, ifname string) (bool, string, error) {
+	devs, err := p.c.Devices(ctx)
+	if err != nil {
+		return false, "nm=unreachable", err
+	}
+	for _, d := range devs {
+		if d.Interface == ifname {
+			return d.Managed && d.State > 10, fmt.Sprintf("nm_device_state=%s nm_managed=%t", strings.TrimPrefix(d.State.String(), "NmDeviceState"), d.Managed), nil
+		}
+	}
+	return false, "nm_device=absent", nil
+}
+
+// hub fans checkpoint events out to Watch streams.
+type hub struct {
+	mu   sync.Mutex
+	subs map[chan *kvmnetv1.Event]struct{}
+}
+
+func newHub() *hub { return &hub{subs: map[chan *kvmnetv1.Event]struct{}{}} }
+
+func (h *hub) subscribe() chan *kvmnetv1.Event {
+	ch := make(chan *kvmnetv1.Event, 16)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	return ch
+}
+
+func (h *hub) unsubscribe(ch chan *kvmnetv1.Event) {
+	h.mu.Lock()
+	delete(h.subs, ch)
+	h.mu.Unlock()
+}
+
+func (h *hub) publish(ev *kvmnetv1.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- ev:
+		default: // a slow watcher loses checkpoint events rather than blocking Apply
+		}
+	}
+}
+
+// Watch streams link/address events, NetworkManager signals and checkpoint events until the client
+// goes away. It is event-driven: no timer runs while nothing happens.
+func (s *Service) Watch(_ *kvmnetv1.WatchRequest, stream kvmnetv1.Agent_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	links, err := s.o.Links.Watch(ctx)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "watch links: %v", err)
+	}
+	cps := s.hub.subscribe()
+	defer s.hub.unsubscribe(cps)
+	nmEvents, nmErr := s.o.NM.Subscribe(ctx)
+	if nmErr != nil {
+		s.log.Warn("watch without NetworkManager events", "err", nmErr)
+		ev := &kvmnetv1.Event{Time: timestamppb.New(s.o.Now()), Kind: kvmnetv1.EventKind_EVENT_KIND_NETWORK_MANAGER,
+			Summary: "NetworkManager events unavailable: " + nmErr.Error()}
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+	}
+	for {
+		var ev *kvmnetv1.Event
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-links:
+			if !ok {
+				return status.Error(codes.Unavailable, "link event subscription ended")
+			}
+			ev = e
+		case e, ok := <-nmEvents:
+			if !ok {
+				nmEvents = nil // bus connection lost: keep streaming link events
+				ev = &kvmnetv1.Event{Kind: kvmnetv1.EventKind_EVENT_KIND_NETWORK_MANAGER, Summary: "NetworkManager event subscription ended (bus connection lost)"}
+				break
+			}
+			kind := kvmnetv1.EventKind_EVENT_KIND_NETWORK_MANAGER
+			if e.Kind == nm.EventProfile {
+				kind = kvmnetv1.EventKind_EVENT_KIND_PROFILE
+			}
+			ev = &kvmnetv1.Event{Kind: kind, Interface: e.Interface, Summary: e.Summary}
+		case e := <-cps:
+			ev = e
+		}
+		if ev.Time == nil {
+			ev.Time = timestamppb.New(s.o.Now())
+		}
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+	}
+}
