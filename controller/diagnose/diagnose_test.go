@@ -68,6 +68,10 @@ func cases() []tcase {
 			codes: []Code{CodeNetworkInactive}, healthy: ptr(false),
 			finding: &want{code: CodeNetworkInactive, sev: SeverityError, subject: "network default",
 				evidence: []string{"active=false", "used_by=vm1"}, fix: "virsh net-start default"}},
+		{name: "network_inactive: only shut-off guests use it", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			s.Networks[0].Active, s.Domains[0].State, s.Guests = false, "shut off", nil
+		}, codes: []Code{CodeNetworkInactive}, healthy: ptr(true),
+			finding: &want{code: CodeNetworkInactive, sev: SeverityWarning, summary: []string{"cannot start"}}},
 		{name: "network_inactive: unused default is a warning", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			s.Networks[0].Active, s.Domains, s.Guests = false, nil, nil
 		}, codes: []Code{CodeNetworkInactive},

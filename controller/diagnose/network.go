@@ -70,6 +70,17 @@ func (d *diag) nicNetworkName(nic snapshot.DomainNIC) string {
 	return ""
 }
 
+// runningUsers are the running domains with a NIC on the network.
+func (d *diag) runningUsers(name string) []string {
+	var out []string
+	for _, dom := range d.s.Domains {
+		if dom.Running() && slices.Contains(d.users[name], dom.Name) {
+			out = append(out, dom.Name)
+		}
+	}
+	return out
+}
+
 // Network kind rules.
 
 // servedByLibvirt: libvirt runs dnsmasq (DHCP/DNS) and owns the bridge.
@@ -197,9 +208,12 @@ func (d *diag) network(n *snapshot.Network) {
 	if !n.Active {
 		sev := SeverityInfo
 		why := "not used by any domain"
+		running := d.runningUsers(n.Name)
 		switch {
+		case len(running) > 0:
+			sev, why = SeverityError, "its running guests ("+strings.Join(running, ", ")+") get no link, no DHCP and no DNS"
 		case len(used) > 0:
-			sev, why = SeverityError, "its guests ("+strings.Join(used, ", ")+") get no link, no DHCP and no DNS"
+			sev, why = SeverityWarning, "its guests ("+strings.Join(used, ", ")+") cannot start"
 		case n.Name == "default":
 			sev, why = SeverityWarning, "new guests on it will get no IP address"
 		}
@@ -450,7 +464,7 @@ func (d *diag) masquerade(fw snapshot.Firewall) {
 			Code: CodeNATMasqueradeMissing, Severity: SeverityError, Subject: SubjectNetwork(n.Name), Network: n.Name,
 			Summary: fmt.Sprintf("no MASQUERADE/SNAT rule covers NAT network %q (%s): its packets leave with private source addresses and replies never come back",
 				n.Name, sub),
-			Fix:      restartNet(n.Name) + " (libvirt re-creates its MASQUERADE rules in LIBVIRT_PRT; running guests' DHCP may blip)",
+			Fix: restartNet(n.Name) + " (libvirt re-creates its MASQUERADE rules in LIBVIRT_PRT; running guests' DHCP may blip)",
 			Evidence: []string{ev("network", n.Name), ev("subnet", sub), ev("masquerade_sources", fw.Masquerade), ev("backend", fw.Backend),
 				ev("evaluated", evaluated), ev("nat_rule", natRule)},
 		})

@@ -86,11 +86,6 @@ func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 	return hostnet.ForPID(e.pid, "")
 }
 
-// openCollector connects to libvirt (-c) and wires every source of controller/collect for this host.
-func openCollector(ctx context.Context, g *Globals, opts collect.Options) (*collect.Collector, func(), error) {
-	return openCollectorIn(ctx, g, opts, hostEnv{})
-}
-
 // openCollectorIn connects to libvirt (-c) and wires every source of controller/collect: libvirt,
 // the host network (controller/hostnet), the firewall (controller/firewall through
 // controller/runner), channel socket access (controller/access, trusting the user QEMU runs as) and

@@ -177,7 +177,7 @@ func findingCodes(fs []finding) string {
 func TestGuestsStatusCLI(t *testing.T) {
 	uri := testNode(t)
 	start := time.Now()
-	out, errs, code := runCLI(t, nil, "guests", "status", "-c", uri, "--timeout", "3s", "-o", "json")
+	out, errs, code := runCLI(t, nil, "guests", "status", "-c", uri, "--timeout", "6s", "-o", "json")
 	elapsed := time.Since(start)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (vm2 is broken); stderr: %s\n%s", code, errs, out)
@@ -218,10 +218,10 @@ func TestGuestsStatusCLI(t *testing.T) {
 			t.Errorf("%s healthy=%v", g.Name, g.Healthy)
 		}
 	}
-	t.Logf("status of 4 guests (one never answers) took %s with --timeout 3s", elapsed)
+	t.Logf("status of 4 guests (one never answers) took %s with --timeout 6s", elapsed)
 
 	// One guest, table output, healthy: exit 0, a row per NIC and the summary line, no colour.
-	out, errs, code = runCLI(t, nil, "guests", "status", "vm1", "-c", uri, "--timeout", "3s")
+	out, errs, code = runCLI(t, nil, "guests", "status", "vm1", "-c", uri, "--timeout", "6s")
 	if code != 0 {
 		t.Fatalf("status vm1: exit %d: %s\n%s", code, errs, out)
 	}
@@ -269,7 +269,7 @@ func TestGuestsStatusAndHostCheckErrors(t *testing.T) {
 
 func TestHostCheckCLI(t *testing.T) {
 	uri := testNode(t)
-	out, errs, code := runCLI(t, nil, "host", "check", "-c", uri, "--timeout", "3s", "-o", "json")
+	out, errs, code := runCLI(t, nil, "host", "check", "-c", uri, "--timeout", "6s", "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d (only warnings expected): %s\n%s", code, errs, out)
 	}
@@ -287,7 +287,7 @@ func TestHostCheckCLI(t *testing.T) {
 			t.Errorf("incomplete finding %+v", f)
 		}
 	}
-	out, _, code = runCLI(t, nil, "host", "check", "-c", uri, "--timeout", "3s")
+	out, _, code = runCLI(t, nil, "host", "check", "-c", uri, "--timeout", "6s")
 	for _, s := range []string{"NETWORK", "default", "nat", "virbr0", "192.168.122.0/24", "network_autostart_off", "1 network: findings: 0 error, 1 warning, 1 info"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
