@@ -214,7 +214,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 				msg += "; rollback problems: " + rerr.Error()
 			}
 			a.log.Error("apply failed", "checkpoint", p.id, "error", msg)
-			return nil, errors.New(msg)
+			return nil, fmt.Errorf("%w: %s", ErrRolledBack, msg)
 		}
 		a.log.Info("change made", "checkpoint", p.id, "kind", s.Change.Kind, "target", s.Change.Target, "summary", s.Change.Summary)
 	}
@@ -256,9 +256,20 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		if !ok {
 			return fmt.Errorf("profile %s vanished before activation", s.Spec.ID())
 		}
-		ac, err := a.o.NM.Activate(ctx, prof.Path, s.Device.Path)
-		if err != nil {
-			return err
+		var ac dbus.ObjectPath
+		if s.Fresh && prof.Active && prof.ActiveDevice == s.Spec.InterfaceName {
+			// NetworkManager autoconnected the new profile already: wait for that activation.
+			for _, d := range st.Devices {
+				if d.Path == s.Device.Path {
+					ac = d.ActiveConnection
+				}
+			}
+			a.log.Info("profile autoconnected; waiting for it", "profile", prof.ID, "active", ac)
+		} else {
+			ac, err = a.o.NM.Activate(ctx, prof.Path, s.Device.Path)
+			if err != nil {
+				return err
+			}
 		}
 		start := time.Now()
 		addrs, err := a.o.NM.WaitIPv4(ctx, s.Device.Path, ac, s.Wait)
@@ -380,6 +391,10 @@ func (a *Applier) expire(id string) {
 	a.log.Warn("checkpoint not confirmed in time: rolled back", "checkpoint", id, "restored", strings.Join(restored, "; "), "error", err)
 	a.event(fmt.Sprintf("checkpoint %s not confirmed in time: rolled back (%s)", id, strings.Join(restored, "; ")))
 }
+
+// ErrRolledBack is wrapped when a step failed and everything was rolled back at once (gRPC
+// Aborted).
+var ErrRolledBack = errors.New("apply failed and was rolled back")
 
 // ErrNoCheckpoint is wrapped when Confirm or Rollback names no pending checkpoint (gRPC NotFound).
 var ErrNoCheckpoint = errors.New("no such pending checkpoint")

@@ -87,6 +87,9 @@ type Step struct {
 	// Device to activate on, and how long to wait for IPv4.
 	Device nm.Device
 	Wait   time.Duration
+	// Fresh is true when the activated profile is created by the step before: if NetworkManager
+	// already autoconnected it, the step waits for that activation instead of restarting it.
+	Fresh bool
 	// Path and Body of a file operation.
 	Path string
 	Body []byte
@@ -240,7 +243,8 @@ func (p *planner) ensure(a EnsureAction) error {
 		}
 	}
 	if activate {
-		p.plan.Steps = append(p.plan.Steps, Step{Kind: OpActivate, Spec: spec, Device: dev, Wait: a.WaitIPv4, Change: &kvmnetv1.Change{
+		fresh := len(p.plan.Steps) > 0 && p.plan.Steps[len(p.plan.Steps)-1].Kind == OpAddProfile && p.plan.Steps[len(p.plan.Steps)-1].Spec.ID() == spec.ID()
+		p.plan.Steps = append(p.plan.Steps, Step{Kind: OpActivate, Spec: spec, Device: dev, Wait: a.WaitIPv4, Fresh: fresh, Change: &kvmnetv1.Change{
 			Kind: "profile", Target: spec.ID(),
 			Summary: fmt.Sprintf("activate %s on %s (%s) and wait up to %s for an IPv4 address", spec.ID(), nic.Name, nic.MAC, a.WaitIPv4),
 		}})

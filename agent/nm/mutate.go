@@ -62,14 +62,19 @@ func (c *Client) WaitIPv4(ctx context.Context, dev, ac dbus.ObjectPath, timeout 
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	var last Device
 	for {
 		d, err := c.device(ctx, dev)
-		if err == nil && len(d.IPv4) > 0 && d.State == gonm.NmDeviceStateActivated {
-			return d.IPv4, nil
+		if err == nil {
+			last = d
+			if len(d.IPv4) > 0 && d.State == gonm.NmDeviceStateActivated {
+				return d.IPv4, nil
+			}
 		}
 		if err != nil && ctx.Err() == nil {
 			return nil, err
 		}
+		d = last
 		if ac != "" && ctx.Err() == nil {
 			var v dbus.Variant
 			err := c.call(ctx, ac, propsIface+".Get", []any{activeIface, "State"}, &v)

@@ -117,6 +117,8 @@ type Service struct {
 	log     *slog.Logger
 	applier *apply.Applier
 	hub     *hub
+	probe   *nmProbe
+	stateMu sync.Mutex // one GetState at a time shares the primed probe
 	closers []func() error
 }
 
@@ -157,8 +159,9 @@ func New(opts Options) (*Service, error) {
 			return fail("link discovery", err)
 		}
 	}
+	s.probe = &nmProbe{c: s.o.NM}
 	if s.o.Stack == nil {
-		if s.o.Stack, err = stack.New(stack.Options{Root: root, NM: nmProbe{s.o.NM}}); err != nil {
+		if s.o.Stack, err = stack.New(stack.Options{Root: root, NM: s.probe}); err != nil {
 			return fail("stack detection", err)
 		}
 	}
@@ -242,10 +245,15 @@ func (s *Service) GetState(ctx context.Context, _ *kvmnetv1.GetStateRequest) (*k
 	errf("os", err)
 	st.Interfaces, st.Routes, err = s.o.Links.Snapshot()
 	errf("interfaces", err)
+	s.stateMu.Lock()
+	var devs []nm.Device
+	st.NetworkManager, devs, err = s.nmState(ctx, st.Interfaces)
+	s.probe.prime(devs, err)
 	errf("network stack", s.o.Stack.Annotate(ctx, st.Interfaces))
+	s.probe.unprime()
+	s.stateMu.Unlock()
 	st.Dns, err = s.o.DNS.State()
 	errf("dns", err)
-	st.NetworkManager = s.nmState(ctx, st.Interfaces)
 	st.Ipv6, err = s.o.IPv6.State(st.Interfaces, st.Routes)
 	errf("ipv6", err)
 	st.PackageManager, err = s.o.PkgConf.State()
@@ -260,12 +268,12 @@ func (s *Service) GetState(ctx context.Context, _ *kvmnetv1.GetStateRequest) (*k
 	return st, nil
 }
 
-func (s *Service) nmState(ctx context.Context, ifaces []*kvmnetv1.Interface) *kvmnetv1.NetworkManagerState {
+func (s *Service) nmState(ctx context.Context, ifaces []*kvmnetv1.Interface) (*kvmnetv1.NetworkManagerState, []nm.Device, error) {
 	out := &kvmnetv1.NetworkManagerState{}
 	st, err := s.o.NM.State(ctx)
 	if err != nil {
 		out.Error = err.Error()
-		return out
+		return out, nil, err
 	}
 	out.Running, out.Version = true, st.Status.Version
 	for _, p := range st.Profiles {
@@ -285,7 +293,7 @@ func (s *Service) nmState(ctx context.Context, ifaces []*kvmnetv1.Interface) *kv
 			ManagedByKvmnet: p.ManagedByKvmnet, BoundToMissingInterface: missing,
 		})
 	}
-	return out
+	return out, st.Devices, nil
 }
 
 // RunChecks runs the caller's checks.
@@ -337,6 +345,8 @@ func grpcError(err error) error {
 		code = codes.PermissionDenied
 	case errors.Is(err, apply.ErrPrecondition):
 		code = codes.FailedPrecondition
+	case errors.Is(err, apply.ErrRolledBack):
+		code = codes.Aborted
 	case errors.Is(err, apply.ErrNoCheckpoint):
 		code = codes.NotFound
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -362,11 +372,36 @@ func (n nicLister) NICs() ([]apply.NIC, error) {
 	return out, nil
 }
 
-// nmProbe adapts NetworkManager to agent/stack's NMProbe.
-type nmProbe struct{ c NetworkManager }
+// nmProbe adapts NetworkManager to agent/stack's NMProbe. While GetState runs it answers from the
+// devices GetState already read (prime), so a hung NetworkManager costs one call timeout, not one
+// per interface.
+type nmProbe struct {
+	c      NetworkManager
+	mu     sync.Mutex
+	primed bool
+	devs   []nm.Device
+	err    error
+}
 
-func (p nmProbe) ManagesDevice(ctx context.Context, ifname string) (bool, string, error) {
-	devs, err := p.c.Devices(ctx)
+func (p *nmProbe) prime(devs []nm.Device, err error) {
+	p.mu.Lock()
+	p.primed, p.devs, p.err = true, devs, err
+	p.mu.Unlock()
+}
+
+func (p *nmProbe) unprime() {
+	p.mu.Lock()
+	p.primed, p.devs, p.err = false, nil, nil
+	p.mu.Unlock()
+}
+
+func (p *nmProbe) ManagesDevice(ctx context.Context, ifname string) (bool, string, error) {
+	p.mu.Lock()
+	primed, devs, err := p.primed, p.devs, p.err
+	p.mu.Unlock()
+	if !primed {
+		devs, err = p.c.Devices(ctx)
+	}
 	if err != nil {
 		return false, "nm=unreachable", err
 	}
