@@ -89,7 +89,10 @@ type Applier struct {
 	o   Options
 	log *slog.Logger
 
-	mu      sync.Mutex
+	// op serialises Apply, Confirm, Rollback and expiry (an Apply may wait minutes for IPv4);
+	// pmu guards the pending field alone, so Pending (GetState) never waits for an Apply.
+	op      sync.Mutex
+	pmu     sync.Mutex
 	pending *pending
 }
 
@@ -167,8 +170,8 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	if err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.op.Lock()
+	defer a.op.Unlock()
 	if a.pending != nil && !r.DryRun {
 		return nil, fmt.Errorf("%w: checkpoint %s is pending until %s: Confirm or Rollback it first",
 			ErrPrecondition, a.pending.id, a.pending.deadline.Format(time.RFC3339))
@@ -221,7 +224,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	p.deadline = time.Now().Add(r.RollbackTimeout)
 	id := p.id
 	p.timer = time.AfterFunc(r.RollbackTimeout, func() { a.expire(id) })
-	a.pending = p
+	a.setPending(p)
 	resp.CheckpointId = p.id
 	resp.RollbackDeadline = timestamppb.New(p.deadline)
 	a.event(fmt.Sprintf("checkpoint %s created: %d change(s), rolls back at %s unless confirmed", p.id, len(p.changes), p.deadline.Format(time.RFC3339)))
@@ -378,13 +381,13 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 }
 
 func (a *Applier) expire(id string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.op.Lock()
+	defer a.op.Unlock()
 	if a.pending == nil || a.pending.id != id {
 		return
 	}
 	p := a.pending
-	a.pending = nil
+	a.setPending(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	restored, err := a.rollback(ctx, p)
@@ -410,14 +413,14 @@ func (a *Applier) take(id string) (*pending, error) {
 	if !p.timer.Stop() {
 		return nil, fmt.Errorf("%w: %q is rolling back by itself (deadline passed)", ErrNoCheckpoint, id)
 	}
-	a.pending = nil
+	a.setPending(nil)
 	return p, nil
 }
 
 // Confirm keeps the changes of the pending checkpoint id and destroys it.
 func (a *Applier) Confirm(ctx context.Context, id string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.op.Lock()
+	defer a.op.Unlock()
 	p, err := a.take(id)
 	if err != nil {
 		return err
@@ -425,7 +428,7 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 	if p.nmCP != "" {
 		if err := a.o.NM.CheckpointDestroy(ctx, p.nmCP); err != nil {
 			// Keep it pending: NetworkManager would still roll back by itself.
-			a.pending = p
+			a.setPending(p)
 			p.timer.Reset(time.Until(p.deadline))
 			return fmt.Errorf("confirm %s: %w", id, err)
 		}
@@ -437,8 +440,8 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 
 // Rollback undoes the pending checkpoint id at once.
 func (a *Applier) Rollback(ctx context.Context, id string) ([]string, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.op.Lock()
+	defer a.op.Unlock()
 	p, err := a.take(id)
 	if err != nil {
 		return nil, err
@@ -450,8 +453,8 @@ func (a *Applier) Rollback(ctx context.Context, id string) ([]string, error) {
 
 // Pending returns the pending checkpoint, or nil.
 func (a *Applier) Pending() *kvmnetv1.Checkpoint {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
 	if a.pending == nil {
 		return nil
 	}
@@ -460,14 +463,20 @@ func (a *Applier) Pending() *kvmnetv1.Checkpoint {
 
 // Close rolls back a pending checkpoint (the agent is stopping and cannot wait for Confirm).
 func (a *Applier) Close() error {
-	a.mu.Lock()
+	a.pmu.Lock()
 	p := a.pending
-	a.mu.Unlock()
+	a.pmu.Unlock()
 	if p == nil {
 		return nil
 	}
 	_, err := a.Rollback(context.Background(), p.id)
 	return err
+}
+
+func (a *Applier) setPending(p *pending) {
+	a.pmu.Lock()
+	a.pending = p
+	a.pmu.Unlock()
 }
 
 func (a *Applier) event(s string) {

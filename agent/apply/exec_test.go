@@ -23,6 +23,7 @@ type fakeNM struct {
 	mu      sync.Mutex
 	state   nm.State
 	waitErr error
+	block   chan struct{} // WaitIPv4 waits for it when set
 	calls   []string
 }
 
@@ -66,6 +67,9 @@ func (f *fakeNM) Activate(_ context.Context, c, _ dbus.ObjectPath) (dbus.ObjectP
 }
 func (f *fakeNM) WaitIPv4(context.Context, dbus.ObjectPath, dbus.ObjectPath, time.Duration) ([]string, error) {
 	f.log("wait")
+	if f.block != nil {
+		<-f.block
+	}
 	if f.waitErr != nil {
 		return nil, f.waitErr
 	}
@@ -263,5 +267,37 @@ func TestProcSysctlRefusesPaths(t *testing.T) {
 		if _, err := s.Get(k); !errors.Is(err, ErrInvalid) {
 			t.Errorf("key %q: %v", k, err)
 		}
+	}
+}
+
+// TestPendingDoesNotWaitForApply: GetState asks Pending while an Apply waits for IPv4; it must
+// answer at once.
+func TestPendingDoesNotWaitForApply(t *testing.T) {
+	e := newEnv(t, config.Default())
+	e.nm.block = make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.a.Apply(context.Background(), &kvmnetv1.ApplyRequest{Actions: []*kvmnetv1.Action{ensure(mac1, 0, 5)}})
+		done <- err
+	}()
+	for !strings.Contains(e.nm.called(), "wait") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := make(chan *kvmnetv1.Checkpoint, 1)
+	go func() { got <- e.a.Pending() }()
+	select {
+	case cp := <-got:
+		if cp != nil {
+			t.Fatalf("pending during apply: %v", cp)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pending blocked behind a running Apply")
+	}
+	close(e.nm.block)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if e.a.Pending() == nil {
+		t.Fatal("no pending checkpoint after the apply")
 	}
 }
