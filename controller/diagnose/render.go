@@ -109,7 +109,31 @@ func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return clean(s)
+}
+
+// clean makes text reported by a guest (profile names, interface names, errors) safe for a terminal:
+// control characters (newlines, ESC sequences, C1 controls) are shown escaped, never interpreted.
+func clean(s string) string {
+	ok := true
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // WriteStatus renders the `guests status` table: one line per guest NIC, the findings with their
@@ -144,9 +168,9 @@ func WriteStatus(w io.Writer, r Report, color bool) error {
 		}
 		// tabwriter counts escape bytes as width: colour only the last column.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			row.Domain, row.State, dash(n.MAC), dash(network), dash(n.Vnet), dash(n.GuestIfname),
+			clean(row.Domain), clean(row.State), dash(n.MAC), dash(network), dash(n.Vnet), dash(n.GuestIfname),
 			dash(strings.Join(n.GuestIPv4, ",")), dash(lease), row.Agent, dash(n.IPv6), dash(n.AptIPv4), dash(n.Checks),
-			p.sev(row.Worst, codes))
+			p.sev(row.Worst, clean(codes)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -194,7 +218,7 @@ func writeFindings(w io.Writer, p painter, fs []Finding) error {
 	}
 	for _, f := range fs {
 		if _, err := fmt.Fprintf(w, "%s %s [%s] %s\n    fix: %s\n", p.sev(f.Severity, strings.ToUpper(string(f.Severity))),
-			f.Code, f.Subject, f.Summary, f.Fix); err != nil {
+			f.Code, clean(f.Subject), clean(f.Summary), clean(f.Fix)); err != nil {
 			return err
 		}
 	}
@@ -235,8 +259,8 @@ func WriteHostCheck(w io.Writer, r Report, color bool) error {
 		if n.EgressRule != "" {
 			egress += " (" + n.EgressRule + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, yesNo(n.Active), yesNo(n.Autostart), n.Forward,
-			dash(n.Bridge), n.BridgeState, dash(n.Subnet), yesNo(n.DHCP), leases, n.Dnsmasq, n.Masquerade, egress)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clean(n.Name), yesNo(n.Active), yesNo(n.Autostart), n.Forward,
+			dash(n.Bridge), n.BridgeState, dash(n.Subnet), yesNo(n.DHCP), leases, n.Dnsmasq, n.Masquerade, clean(egress))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -246,7 +270,7 @@ func WriteHostCheck(w io.Writer, r Report, color bool) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "BRIDGE\tSTATE\tSTP\tADDRESSES\tPORTS")
 		for _, b := range h.Bridges {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.State, yesNo(b.STP), dash(strings.Join(b.Addresses, ",")), dash(strings.Join(b.Ports, ",")))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(b.Name), clean(b.State), yesNo(b.STP), dash(strings.Join(b.Addresses, ",")), dash(strings.Join(b.Ports, ",")))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -1,0 +1,63 @@
+package diagnose
+
+import (
+	"bytes"
+	"testing"
+
+	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzGuestState feeds arbitrary guest-reported state and check results (a guest is untrusted: its
+// agent may be old, broken or hostile) into Diagnose and the renderers: they must never panic, and
+// every finding must stay complete and one line.
+func FuzzGuestState(f *testing.F) {
+	for _, base := range []func() *kvmnetv1.GuestState{
+		func() *kvmnetv1.GuestState { return healthyNAT().Guests[0].State },
+		func() *kvmnetv1.GuestState { return multiNIC().Guests[0].State },
+		func() *kvmnetv1.GuestState {
+			s := goldenSnapshot()
+			return s.Guests[1].State
+		},
+	} {
+		st, _ := proto.Marshal(base())
+		ck, _ := proto.Marshal(&kvmnetv1.RunChecksResponse{Results: okChecks("192.168.122.1")})
+		f.Add(st, ck)
+	}
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, stateBytes, checkBytes []byte) {
+		var st kvmnetv1.GuestState
+		if proto.Unmarshal(stateBytes, &st) != nil {
+			return
+		}
+		var ck kvmnetv1.RunChecksResponse
+		if proto.Unmarshal(checkBytes, &ck) != nil {
+			return
+		}
+		snap := multiNIC()
+		snap.Guests[0].State = &st
+		snap.Guests[0].Checks = ck.GetResults()
+		r := Diagnose(snap)
+		for _, fd := range r.All() {
+			if fd.Code == "" || fd.Severity == "" || fd.Subject == "" || fd.Fix == "" {
+				t.Fatalf("incomplete finding: %+v", fd)
+			}
+		}
+		var b bytes.Buffer
+		if err := WriteStatus(&b, r, false); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing the guest sent reaches the terminal as a control character.
+		for _, c := range b.Bytes() {
+			if (c < 0x20 && c != '\n') || c == 0x7f {
+				t.Fatalf("control byte %#x in the table:\n%q", c, b.String())
+			}
+		}
+		if bytes.Contains(b.Bytes(), []byte("\u009b")) || bytes.Contains(b.Bytes(), []byte("\xc2\x9b")) {
+			t.Fatalf("C1 CSI in the table:\n%q", b.String())
+		}
+		if err := WriteJSON(&b, r); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
