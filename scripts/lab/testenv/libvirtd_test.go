@@ -87,9 +87,10 @@ func TestLibvirtdParallel(t *testing.T) {
 	}
 }
 
-// TestLibvirtdStockQEMU checks the Debian-stock mode writes QEMU's user and group.
+// TestLibvirtdStockQEMU checks the Debian-stock mode: qemu.conf names libvirt-qemu:kvm, and a started
+// domain's channel socket is owned that way (what issue 10 measured).
 func TestLibvirtdStockQEMU(t *testing.T) {
-	Require(t, "ip", "unshare", "nsenter", "mount", "libvirtd", "virtlogd", "virsh")
+	Require(t, "ip", "unshare", "nsenter", "mount", "libvirtd", "virtlogd", "virsh", "qemu-system-x86_64")
 	ns := NewNetns(t, "lv")
 	lv := StartLibvirtd(t, ns, LibvirtdOptions{QEMU: QEMUStock, DefaultNetwork: DefaultNetworkDefined})
 	conf := lv.MustNsenter("cat", "/etc/libvirt/qemu.conf")
@@ -101,5 +102,18 @@ func TestLibvirtdStockQEMU(t *testing.T) {
 	}
 	if out := lv.MustVirsh("net-list", "--name"); strings.TrimSpace(out) != "" {
 		t.Fatalf("want no active network: %q", out)
+	}
+	// A diskless domain is enough for QEMU to create its channel socket, owned as Debian ships it.
+	f := lv.EtcDir + "/stock-vm.xml"
+	dom := `<domain type='qemu'><name>stock</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>
+<devices><channel type='unix'><source mode='bind'/><target type='virtio' name='org.kvmnet.agent.0'/></channel></devices></domain>`
+	if err := os.WriteFile(f, []byte(dom), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lv.MustVirsh("define", f)
+	lv.MustVirsh("start", "stock")
+	out := lv.MustNsenter("stat", "-c", "%A %U %G", "/var/lib/libvirt/qemu/channel/target/domain-1-stock/org.kvmnet.agent.0")
+	if strings.TrimSpace(out) != "srwxrwxr-x libvirt-qemu kvm" {
+		t.Fatalf("channel socket in stock mode: %q, want srwxrwxr-x libvirt-qemu kvm", out)
 	}
 }
