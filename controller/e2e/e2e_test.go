@@ -109,8 +109,12 @@ func prerequisites(repo string) string {
 			return b + " not on PATH: run `make deps` (scripts/install-deps.sh)"
 		}
 	}
-	if _, err := os.Stat(filepath.Join(repo, "bin", "kvmnetctl")); err != nil {
-		return "bin/kvmnetctl not built: run `make build`"
+	ctl := filepath.Join(repo, "bin", "kvmnetctl")
+	if c := os.Getenv("KVMNETCTL"); c != "" {
+		ctl = c
+	}
+	if _, err := os.Stat(ctl); err != nil {
+		return ctl + " not built: run `make build`"
 	}
 	debs, _ := filepath.Glob(filepath.Join(repo, "dist", "kvmnet-agent_*_amd64.deb"))
 	if d := os.Getenv("KVMNET_LAB_AGENT_DEB"); d != "" {
