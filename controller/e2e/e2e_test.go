@@ -251,6 +251,11 @@ func runFault(ctx context.Context, t *testing.T, f fault) {
 
 	fix := lab.Ctl(ctx, f.fix...)
 	t.Logf("fix: %s", fix)
+	if fix.Code == 2 {
+		// Usage or connection error (e.g. the command does not exist yet): nothing changed, nothing to wait for.
+		r.note = "fix exit 2: " + firstLine(fix.Stderr)
+		t.Fatalf("kvmnetctl %s exited 2 (usage/connection error):\n%s", strings.Join(f.fix, " "), fix)
+	}
 	if fix.Code != 0 {
 		r.note = fmt.Sprintf("fix exit %d", fix.Code)
 		t.Errorf("kvmnetctl %s exited %d:\n%s", strings.Join(f.fix, " "), fix.Code, fix)
@@ -307,6 +312,14 @@ func errNote(err error) string {
 	s := err.Error()
 	if len(s) > 120 {
 		s = s[:120] + "…"
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
 	}
 	return s
 }
