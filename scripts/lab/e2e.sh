@@ -12,8 +12,13 @@ if [ "${KVMNET_LAB:-}" = 0 ]; then
 fi
 fail() { echo "LAB E2E FAILED: $*  (set KVMNET_LAB=0 to skip the lab suite explicitly)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "needs root (network namespaces, libvirtd, QEMU)"
-[ -x bin/kvmnetctl ] || fail "bin/kvmnetctl missing: run 'make build'"
-ls dist/kvmnet-agent_*_amd64.deb >/dev/null 2>&1 || fail "dist/kvmnet-agent_*_amd64.deb missing: run 'make packages'"
+# KVMNETCTL and KVMNET_LAB_AGENT_DEB point at other builds (development); defaults: bin/ and dist/.
+[ -x "${KVMNETCTL:-bin/kvmnetctl}" ] || fail "${KVMNETCTL:-bin/kvmnetctl} missing: run 'make build'"
+if [ -n "${KVMNET_LAB_AGENT_DEB:-}" ]; then
+	[ -f "$KVMNET_LAB_AGENT_DEB" ] || fail "KVMNET_LAB_AGENT_DEB=$KVMNET_LAB_AGENT_DEB does not exist"
+else
+	ls dist/kvmnet-agent_*_amd64.deb >/dev/null 2>&1 || fail "dist/kvmnet-agent_*_amd64.deb missing: run 'make packages'"
+fi
 t0=$(date +%s)
 img=$(bash scripts/lab/image) || fail "guest image build failed (see above)"
 echo "guest image: $img ($(( $(date +%s) - t0 ))s)"
