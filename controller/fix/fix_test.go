@@ -174,7 +174,7 @@ func TestGuestFixBadInput(t *testing.T) {
 	var out bytes.Buffer
 	d := guestDeps(agent, func() []snapshot.Lease { return nil }, &out)
 	for _, tc := range []struct{ name, domain, mac, want string }{
-		{"unknown VM", "nope", "", `domain "nope" not found`},
+		{"unknown VM", "nope", "", `domain not found: "nope"`},
 		{"MAC not in domain", "vm1", "52:54:00:99:99:99", "has no NIC with MAC"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

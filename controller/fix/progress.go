@@ -40,13 +40,15 @@ func (p *Progress) Step(format string, args ...any) {
 	}
 }
 
-// Done ends the current step with a final line.
+// Done ends the current step with a final line (none when format is empty).
 func (p *Progress) Done(format string, args ...any) {
 	if p == nil {
 		return
 	}
 	p.halt()
-	fmt.Fprintf(p.out, format+"\n", args...)
+	if format != "" {
+		fmt.Fprintf(p.out, format+"\n", args...)
+	}
 }
 
 func (p *Progress) halt() {

@@ -123,6 +123,13 @@ func TestGuestPlan(t *testing.T) {
 				diagnose.CodeGuestEgressBlocked, diagnose.CodeGuestNICLinkDown}},
 		{name: "agent-side findings are skipped with a reason", snap: world(),
 			findings: []diagnose.Finding{f(diagnose.CodeQemuGuestAgentMissing, "")}, skipped: []diagnose.Code{diagnose.CodeQemuGuestAgentMissing}},
+		{name: "host findings on the guest's network are named; others are not", snap: world(),
+			findings: []diagnose.Finding{
+				{Code: diagnose.CodeNetworkInactive, Severity: diagnose.SeverityError, Network: "default"},
+				{Code: diagnose.CodeNetworkInactive, Severity: diagnose.SeverityError, Network: "elsewhere"},
+				{Code: diagnose.CodeIPForwardOff, Severity: diagnose.SeverityError},
+			},
+			hostSide: []diagnose.Code{diagnose.CodeNetworkInactive, diagnose.CodeIPForwardOff}},
 		{name: "findings of other guests are ignored", snap: world(),
 			findings: []diagnose.Finding{{Code: diagnose.CodeGuestNoIPv4, Domain: "vm2", MAC: mac1}}, want: nil},
 		{name: "user-mode NIC is not eligible", snap: world(func(s *snapshot.Snapshot) {
@@ -130,7 +137,7 @@ func TestGuestPlan(t *testing.T) {
 		}), findings: []diagnose.Finding{f(diagnose.CodeGuestNoIPv4, "52:54:00:00:00:03")},
 			skipped: []diagnose.Code{diagnose.CodeGuestNoIPv4}},
 		// Bad input: each a clear error, no plan.
-		{name: "unknown domain", snap: world(), opts: GuestOptions{Domain: "nope"}, wantErrSub: `domain "nope" not found`},
+		{name: "unknown domain", snap: world(), opts: GuestOptions{Domain: "nope"}, wantErrSub: `domain not found: "nope"`},
 		{name: "domain shut off", snap: world(func(s *snapshot.Snapshot) { s.Domains[0].State = "shut off" }), wantErrSub: "virsh start vm1"},
 		{name: "MAC not in domain", snap: world(), opts: GuestOptions{MAC: "52:54:00:99:99:99"}, wantErrSub: "has no NIC with MAC 52:54:00:99:99:99"},
 		{name: "no agent channel", snap: world(func(s *snapshot.Snapshot) { s.Guests[0].Transport = snapshot.TransportNone }),

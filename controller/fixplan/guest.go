@@ -1,6 +1,7 @@
 package fixplan
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -14,6 +15,9 @@ import (
 
 // DefaultRollbackTimeout is how long an unconfirmed guest change lives before the guest undoes it.
 const DefaultRollbackTimeout = 60 * time.Second
+
+// ErrNoDomain is returned (wrapped) when the domain to fix does not exist.
+var ErrNoDomain = errors.New("domain not found")
 
 // DefaultDNSCheckName is resolved through the guest's resolver to prove DNS works after a fix: the
 // Debian mirror, because "apt hangs" is what users notice first.
@@ -110,7 +114,7 @@ var ipv6Codes = []diagnose.Code{diagnose.CodeGuestIPv6Unroutable, diagnose.CodeG
 func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) (GuestPlan, error) {
 	dom, ok := findDomain(s, opts.Domain)
 	if !ok {
-		return GuestPlan{}, fmt.Errorf("domain %q not found on %s; `virsh list --all` lists the domains", opts.Domain, s.URI)
+		return GuestPlan{}, fmt.Errorf("%w: %q on %s; `virsh list --all` lists the domains", ErrNoDomain, opts.Domain, s.URI)
 	}
 	if !dom.Running() {
 		return GuestPlan{}, fmt.Errorf("domain %q is %s; start it (`virsh start %s`) and run the fix again", dom.Name, dom.State, dom.Name)
@@ -150,6 +154,11 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	disableIPv6 := false
 	for _, f := range findings {
 		if f.Domain != dom.Name {
+			// Host and network findings that concern this guest's networks are named, not fixed here.
+			if f.Domain == "" && slices.Contains(hostSideCodes, f.Code) && f.Severity == diagnose.SeverityError &&
+				(f.Network == "" || slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.Network == f.Network })) {
+				plan.HostSide = append(plan.HostSide, f)
+			}
 			continue
 		}
 		if f.MAC != "" && mac != "" && f.MAC != mac {

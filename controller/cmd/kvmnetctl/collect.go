@@ -79,6 +79,14 @@ func (e hostEnv) root() string {
 	return "/proc/" + strconv.Itoa(e.pid) + "/root"
 }
 
+// files is the host's root file system as seen from this process.
+func (e hostEnv) files() fs.FS {
+	if r := e.root(); r != "" {
+		return os.DirFS(r)
+	}
+	return nil
+}
+
 func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 	if e.pid == 0 {
 		return hostnet.Current()
@@ -121,10 +129,7 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %v\n", err)
 		}
 		run := env.runner()
-		var files fs.FS
-		if r := env.root(); r != "" {
-			files = os.DirFS(r)
-		}
+		files := env.files()
 		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
 			st, err := firewall.NewReader(run, firewall.Options{Files: files}).Read(ctx)
 			if err != nil {

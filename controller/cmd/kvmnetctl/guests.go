@@ -12,5 +12,6 @@ func newGuestsCmd(g *Globals) *cobra.Command {
 	_ = g // used by the subcommands added here
 	cmd.AddCommand(newGuestsEnableChannelCmd(g))
 	cmd.AddCommand(newGuestsStatusCmd(g))
+	cmd.AddCommand(newGuestsFixCmd(g))
 	return cmd
 }

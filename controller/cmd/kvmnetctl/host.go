@@ -11,5 +11,6 @@ func newHostCmd(g *Globals) *cobra.Command {
 	}
 	_ = g // used by the subcommands added here
 	cmd.AddCommand(newHostCheckCmd(g))
+	cmd.AddCommand(newHostFixCmd(g))
 	return cmd
 }

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/kvmnet/kvmnet/controller/fix"
+	"github.com/kvmnet/kvmnet/controller/output"
+)
+
+// fixIO holds where a fix command talks to the user: with -o json|yaml the human text goes to
+// stderr so stdout carries only the result document.
+type fixIO struct {
+	human    io.Writer
+	progress *fix.Progress
+	confirm  func(string) (bool, error)
+}
+
+// newFixIO sets up output and confirmation for a fix command. Without --yes a terminal is required
+// to ask; otherwise the command refuses (exit 2) instead of changing anything unasked.
+func newFixIO(g *Globals, stdin io.Reader, yes, dryRun bool) (fixIO, error) {
+	var f fixIO
+	f.human = g.Stdout
+	if g.Output != "table" {
+		f.human = g.Stderr
+	}
+	f.progress = fix.NewProgress(f.human, output.IsTerminal(f.human))
+	if yes || dryRun {
+		return f, nil
+	}
+	if !isTerminalReader(stdin) {
+		return f, Usage(errors.New("standard input is not a terminal, so kvmnetctl cannot ask before changing anything: " +
+			"pass --yes to apply, or --dry-run to preview"))
+	}
+	r := bufio.NewReader(stdin)
+	f.confirm = func(q string) (bool, error) {
+		fmt.Fprintf(f.human, "%s [y/N] ", q)
+		line, err := r.ReadString('\n')
+		if err != nil && line == "" {
+			return false, fmt.Errorf("read answer: %w", err)
+		}
+		a := strings.ToLower(strings.TrimSpace(line))
+		return a == "y" || a == "yes", nil
+	}
+	return f, nil
+}
+
+func isTerminalReader(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && output.IsTerminal(f)
+}
