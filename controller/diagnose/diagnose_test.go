@@ -123,6 +123,14 @@ func cases() []tcase {
 			finding: &want{code: CodeLibvirtRulesMissing, sev: SeverityError, subject: "host",
 				evidence: []string{"missing_chains=LIBVIRT_INP,LIBVIRT_OUT,LIBVIRT_FWI,LIBVIRT_FWO,LIBVIRT_FWX,LIBVIRT_PRT", "libvirt_nftable=false"},
 				fix:      "kvmnetctl host fix --only libvirt_rules_missing"}},
+		{name: "libvirt_rules_missing (chains refilled but unhooked, as after iptables -F + network restart)", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			s.Firewall.LibvirtUnhooked = []string{"filter/LIBVIRT_FWX", "filter/LIBVIRT_FWI", "filter/LIBVIRT_FWO", "nat/LIBVIRT_PRT"}
+			s.Firewall.Flows[0] = snapshot.Flow{Network: "default", Kind: "egress", Verdict: snapshot.VerdictAccept, Chain: "FORWARD", Rule: "policy ACCEPT of FORWARD"}
+		}, codes: []Code{CodeLibvirtRulesMissing}, healthy: ptr(false),
+			finding: &want{code: CodeLibvirtRulesMissing, sev: SeverityError, subject: "host",
+				evidence: []string{"missing_chains=LIBVIRT_FWX,LIBVIRT_FWI,LIBVIRT_FWO,LIBVIRT_PRT",
+					"libvirt_unhooked=filter/LIBVIRT_FWX,filter/LIBVIRT_FWI,filter/LIBVIRT_FWO,nat/LIBVIRT_PRT"},
+				fix: "kvmnetctl host fix --only libvirt_rules_missing"}},
 		{name: "ufw_routed_blocked: ping works, HTTP fails", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			s.Firewall.UFW = snapshot.UFW{Enabled: true, DefaultRouted: "deny"}
 			s.Firewall.ForwardPolicy = "DROP"

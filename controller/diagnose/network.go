@@ -383,6 +383,12 @@ func (d *diag) libvirtRules(fw snapshot.Firewall) {
 			missing = append(missing, c)
 		}
 	}
+	// Chains that exist but nothing jumps to are as good as gone (after `iptables -F`).
+	for _, u := range fw.LibvirtUnhooked {
+		if _, c, _ := strings.Cut(u, "/"); !slices.Contains(missing, c) {
+			missing = append(missing, c)
+		}
+	}
 	if len(missing) == 0 {
 		return
 	}
@@ -397,11 +403,11 @@ func (d *diag) libvirtRules(fw snapshot.Firewall) {
 	d.rulesBad = true
 	d.addHost(Finding{
 		Code: CodeLibvirtRulesMissing, Severity: sev, Subject: subjectHost,
-		Summary: fmt.Sprintf("libvirt's firewall rules are gone (missing chains %s, no libvirt_network nft table; backend %s): the firewall was reloaded or flushed after libvirt set up %s",
+		Summary: fmt.Sprintf("libvirt's firewall rules are gone (missing or unhooked chains %s, no libvirt_network nft table; backend %s): the firewall was reloaded or flushed after libvirt set up %s",
 			strings.Join(missing, ","), orNone(fw.Backend), strings.Join(hit, ", ")),
 		Fix: fmt.Sprintf("kvmnetctl host fix --only libvirt_rules_missing (restarts %s so libvirt re-creates its rules; running guests' DHCP may blip)",
 			strings.Join(hit, ", ")),
-		Evidence: []string{ev("missing_chains", missing), ev("libvirt_chains", fw.LibvirtChains), ev("libvirt_nftable", false),
+		Evidence: []string{ev("missing_chains", missing), ev("libvirt_chains", fw.LibvirtChains), ev("libvirt_unhooked", fw.LibvirtUnhooked), ev("libvirt_nftable", false),
 			ev("backend", fw.Backend), ev("networks", hit)},
 	})
 	if sev == SeverityError {

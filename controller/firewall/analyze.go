@@ -106,6 +106,7 @@ func (s *State) Snapshot(nets []snapshot.Network, uplink string) snapshot.Firewa
 		}
 	}
 	fw.LibvirtChains = sortedKeys(libvirtChains)
+	fw.LibvirtUnhooked = s.libvirtUnhooked()
 	fw.Masquerade = sortedKeys(masq)
 	fw.Docker = dockerChains
 	switch {
@@ -166,6 +167,9 @@ func (s *State) Snapshot(nets []snapshot.Network, uplink string) snapshot.Firewa
 	}
 
 	ev := append([]string(nil), s.Evidence...)
+	if len(fw.LibvirtUnhooked) > 0 {
+		ev = append(ev, "libvirt_unhooked="+strings.Join(fw.LibvirtUnhooked, ","))
+	}
 	ev = append(ev, fmt.Sprintf("libvirt_chains=%d", len(fw.LibvirtChains)),
 		fmt.Sprintf("libvirt_nftable=%t", fw.LibvirtNFTable),
 		fmt.Sprintf("forward_policy=%s", orDash(fw.ForwardPolicy)),

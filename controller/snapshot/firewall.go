@@ -17,6 +17,10 @@ type Firewall struct {
 	Backend string `json:"backend"`
 	// LibvirtChains are libvirt's iptables chains found (LIBVIRT_INP, LIBVIRT_FWO, ...).
 	LibvirtChains []string `json:"libvirt_chains,omitempty"`
+	// LibvirtUnhooked lists libvirt chains that exist but are no longer jumped to from their
+	// built-in chain, as "table/CHAIN" (e.g. "filter/LIBVIRT_FWO"): what `iptables -F` leaves behind,
+	// and what a network restart does not repair on libvirt 9 (libvirtd adds the jumps at start-up).
+	LibvirtUnhooked []string `json:"libvirt_unhooked,omitempty"`
 	// LibvirtNFTable is true when libvirt's native nftables table (libvirt_network) exists.
 	LibvirtNFTable bool `json:"libvirt_nftable"`
 	// ForwardPolicy is the filter FORWARD chain policy ("ACCEPT", "DROP").

@@ -159,7 +159,9 @@ func (h *hostActions) Commands(ctx context.Context, st fixplan.HostStep) ([]stri
 	case fixplan.StepAutostartNetwork:
 		return []string{h.virsh("net-autostart", st.Network)}, nil
 	case fixplan.StepRestartNetwork:
-		return []string{h.virsh("net-destroy", st.Network), h.virsh("net-start", st.Network)}, nil
+		return []string{h.virsh("net-destroy", st.Network), h.virsh("net-start", st.Network),
+			"# then: ip link set vnetN master BRIDGE up  for each running guest NIC on " + st.Network + " (libvirt does not re-attach them)",
+			"# then: iptables -I <builtin> 1 -j LIBVIRT_*  for each jump libvirtd added at start-up that is missing"}, nil
 	case fixplan.StepEnableIPForward:
 		hn, err := h.env.hostnet()
 		if err != nil {
@@ -210,7 +212,13 @@ func (h *hostActions) Do(ctx context.Context, st fixplan.HostStep) error {
 		return h.src.SetNetworkAutostart(ctx, st.Network, true)
 	case fixplan.StepRestartNetwork:
 		fmt.Fprintf(h.out, "    %s\n", libvirt.RestartWarning)
-		return h.src.RestartNetwork(ctx, st.Network)
+		if err := h.src.RestartNetwork(ctx, st.Network); err != nil {
+			return err
+		}
+		if err := h.reattachTaps(ctx, st.Network); err != nil {
+			return err
+		}
+		return h.rehookLibvirt(ctx)
 	case fixplan.StepEnableIPForward:
 		hn, err := h.env.hostnet()
 		if err != nil {
@@ -236,6 +244,62 @@ func (h *hostActions) Do(ctx context.Context, st fixplan.HostStep) error {
 		return err
 	}
 	return fmt.Errorf("step %s is not supported", st.Kind)
+}
+
+// reattachTaps puts the taps of running guests back on the network's new bridge: libvirt 9 creates a
+// new bridge on net-start but leaves existing vnetN devices detached.
+func (h *hostActions) reattachTaps(ctx context.Context, network string) error {
+	n, err := h.src.Network(ctx, network)
+	if err != nil {
+		return err
+	}
+	doms, err := h.src.Domains(ctx)
+	if err != nil && doms == nil {
+		return err
+	}
+	for _, d := range doms {
+		if !d.Running() {
+			continue
+		}
+		for _, nic := range d.NICs {
+			if nic.Network != network || nic.Target == "" || n.Bridge == "" {
+				continue
+			}
+			argv := []string{"ip", "link", "set", "dev", nic.Target, "master", n.Bridge, "up"}
+			fmt.Fprintf(h.out, "    %s\n", runner.Quote(argv))
+			if _, err := h.run.Run(ctx, argv[0], argv[1:]...); err != nil {
+				return fmt.Errorf("re-attach %s of %s to %s: %w", nic.Target, d.Name, n.Bridge, err)
+			}
+		}
+	}
+	return nil
+}
+
+// rehookLibvirt re-inserts jumps into libvirt's chains that are missing (libvirtd adds them only when
+// it starts, so a network restart after `iptables -F` leaves its chains unreachable).
+func (h *hostActions) rehookLibvirt(ctx context.Context) error {
+	st, err := firewall.NewReader(h.run, firewall.Options{Files: h.env.files()}).Read(ctx)
+	if err != nil {
+		return fmt.Errorf("re-read the firewall after the restart: %w", err)
+	}
+	h.fw = st
+	unhooked := st.Snapshot(nil, "").LibvirtUnhooked
+	if len(unhooked) == 0 {
+		return nil
+	}
+	ipt := "iptables"
+	if st.IPTablesNFT == nil && st.IPTablesLegacy != nil {
+		ipt = "iptables-legacy"
+	}
+	f, err := firewall.LibvirtHooksFix(unhooked, ipt)
+	if err != nil {
+		return err
+	}
+	for _, c := range f.Commands {
+		fmt.Fprintf(h.out, "    %s\n", c)
+	}
+	_, err = firewall.NewFixer(h.run).Apply(ctx, f, false)
+	return err
 }
 
 // defaultSubnetFree refuses to define the stock network when 192.168.122.0/24 is already used.
