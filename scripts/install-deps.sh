@@ -37,5 +37,5 @@ done
 getent group kvm >/dev/null || groupadd -r kvm
 
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH)/bin"
-command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@latest
+command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 echo "install-deps: ok"
