@@ -91,7 +91,7 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 		fmt.Fprintf(d.Out, "nothing to change in %s\n", plan.Domain)
 		return res, nil
 	}
-	g, _ := findGuest(snap, plan.Domain)
+	g, _ := snap.FindGuest(plan.Domain)
 	agent, err := d.DialAgent(ctx, g)
 	if err != nil {
 		return res, fmt.Errorf("connect to the agent of %s: %w", plan.Domain, err)
@@ -173,10 +173,10 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	dom, _ := findDomain(snap, plan.Domain)
-	var failures []string
+	dom, _ := snap.FindDomain(plan.Domain)
+	var failures, last []string
 	for {
-		failures = failures[:0]
+		failures = nil
 		for _, mac := range plan.Verify.LeaseMACs {
 			d.Progress.Step("waiting for a DHCP lease for %s", mac)
 			if err := hasLease(ctx, d, dom, mac); err != nil {
@@ -206,12 +206,18 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 			d.Progress.Done("verified: lease and checks pass")
 			return nil
 		}
+		if ctx.Err() != nil && len(last) > 0 {
+			// The budget ran out during this round, so its errors may only say "deadline exceeded":
+			// the previous, complete round says what actually failed.
+			failures = last
+		}
 		select {
 		case <-ctx.Done():
 			d.Progress.Done("verification gave up after %s", budget)
 			return slices.Clone(failures)
 		case <-time.After(interval):
 		}
+		last = failures
 	}
 }
 
@@ -287,22 +293,4 @@ func printChanges(w io.Writer, title string, cs []*kvmnetv1.Change) {
 			}
 		}
 	}
-}
-
-func findDomain(s snapshot.Snapshot, name string) (snapshot.Domain, bool) {
-	for _, d := range s.Domains {
-		if d.Name == name {
-			return d, true
-		}
-	}
-	return snapshot.Domain{}, false
-}
-
-func findGuest(s snapshot.Snapshot, name string) (snapshot.Guest, bool) {
-	for _, g := range s.Guests {
-		if g.Domain == name {
-			return g, true
-		}
-	}
-	return snapshot.Guest{}, false
 }

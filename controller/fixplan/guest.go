@@ -112,7 +112,7 @@ var ipv6Codes = []diagnose.Code{diagnose.CodeGuestIPv6Unroutable, diagnose.CodeG
 // (and no plan) when the guest cannot be fixed through its agent at all: unknown domain, domain not
 // running, NIC not in the domain, agent unreachable or in report-only mode.
 func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) (GuestPlan, error) {
-	dom, ok := findDomain(s, opts.Domain)
+	dom, ok := s.FindDomain(opts.Domain)
 	if !ok {
 		return GuestPlan{}, fmt.Errorf("%w: %q on %s; `virsh list --all` lists the domains", ErrNoDomain, opts.Domain, s.URI)
 	}
@@ -123,7 +123,7 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	if mac != "" && !slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.MAC == mac }) {
 		return GuestPlan{}, fmt.Errorf("domain %q has no NIC with MAC %s; its NICs: %s", dom.Name, mac, nicMACs(dom))
 	}
-	g, ok := findGuest(s, dom.Name)
+	g, ok := s.FindGuest(dom.Name)
 	switch {
 	case !ok || g.Transport == snapshot.TransportNone:
 		return GuestPlan{}, fmt.Errorf("domain %q has no kvmnet agent channel; add it with `kvmnetctl guests enable-channel %s`, install kvmnet-agent in the guest, then retry", dom.Name, dom.Name)
@@ -293,24 +293,6 @@ func ipv6Word(m kvmnetv1.IPv6Method) string {
 		return "disabled"
 	}
 	return "auto"
-}
-
-func findDomain(s snapshot.Snapshot, name string) (snapshot.Domain, bool) {
-	for _, d := range s.Domains {
-		if d.Name == name {
-			return d, true
-		}
-	}
-	return snapshot.Domain{}, false
-}
-
-func findGuest(s snapshot.Snapshot, name string) (snapshot.Guest, bool) {
-	for _, g := range s.Guests {
-		if g.Domain == name {
-			return g, true
-		}
-	}
-	return snapshot.Guest{}, false
 }
 
 func nicMACs(d snapshot.Domain) string {

@@ -205,7 +205,7 @@ func findNetwork(s snapshot.Snapshot, name string) (snapshot.Network, bool) {
 
 // hostLinkDown reports whether libvirt has the NIC's link set down (as opposed to down in the guest).
 func hostLinkDown(s snapshot.Snapshot, f diagnose.Finding) bool {
-	d, ok := findDomain(s, f.Domain)
+	d, ok := s.FindDomain(f.Domain)
 	if !ok {
 		return false
 	}

@@ -120,3 +120,23 @@ type Guest struct {
 	// Latency is how long GetState took.
 	Latency time.Duration `json:"latency_ns,omitempty"`
 }
+
+// FindDomain returns the domain with the given name.
+func (s Snapshot) FindDomain(name string) (Domain, bool) {
+	for _, d := range s.Domains {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Domain{}, false
+}
+
+// FindGuest returns the agent view of the named domain.
+func (s Snapshot) FindGuest(name string) (Guest, bool) {
+	for _, g := range s.Guests {
+		if g.Domain == name {
+			return g, true
+		}
+	}
+	return Guest{}, false
+}
