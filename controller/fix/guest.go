@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fixplan"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
@@ -130,6 +133,12 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 	res.Applied, err = agent.Apply(ctx, proto(plan.Request))
 	if err != nil {
 		d.Progress.Done("")
+		if status.Code(err) == codes.Aborted {
+			// The agent's Apply failed part-way and the agent has already rolled its checkpoint back.
+			res.RolledBack = true
+			fmt.Fprintf(d.Out, "apply failed in %s and the agent rolled it back\n", plan.Domain)
+			return res, fmt.Errorf("apply in %s: %w", plan.Domain, err)
+		}
 		return res, fmt.Errorf("apply in %s: %w (the guest's checkpoint rolls back by itself)", plan.Domain, err)
 	}
 	cp := res.Applied.GetCheckpointId()
