@@ -371,4 +371,3 @@ func TestHostFixRealLibvirtd(t *testing.T) {
 		}
 	})
 }
-
