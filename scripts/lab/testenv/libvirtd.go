@@ -145,6 +145,9 @@ func StartLibvirtd(t testing.TB, ns *Netns, opts LibvirtdOptions) *Libvirtd {
 		{"mount", "-t", "tmpfs", "-o", "mode=0755", "kvmt-lv-cache", "/var/cache/libvirt"},
 		{"mount", "-t", "tmpfs", "-o", "mode=0700", "kvmt-lv-log", "/var/log/libvirt"},
 		{"mount", "--bind", lv.EtcDir, "/etc/libvirt"},
+		// Private /etc/sysctl.d: `kvmnetctl host fix` persists ip_forward under /proc/PID/root/etc,
+		// which would otherwise be the machine's own /etc/sysctl.d.
+		{"mount", "-t", "tmpfs", "-o", "mode=0755", "kvmt-lv-sysctld", "/etc/sysctl.d"},
 	}
 	// Hide the machine's system D-Bus from libvirtd (it probes firewalld/logind through it).
 	if st, err := os.Stat("/run/dbus"); err == nil && st.IsDir() {
