@@ -104,6 +104,19 @@ func (h *fxHost) fix(t *testing.T, dryRun bool, only ...diagnose.Code) (fix.Host
 		fmt.Fprintf(&out, "kvmnetctl: %v\n", err)
 	}
 	t.Logf("kvmnetctl host fix (dry-run=%v, only=%v) -> exit %d:\n%s%s", dryRun, only, code, out.String(), errOut.String())
+	if p := os.Getenv("KVMNET_FX_TRANSCRIPTS"); p != "" {
+		cmd := "kvmnetctl host fix --yes"
+		if dryRun {
+			cmd = "kvmnetctl host fix --dry-run"
+		}
+		for _, c := range only {
+			cmd += " --only " + string(c)
+		}
+		if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(f, "===== %s   (exit %d) =====\n%s%s\n", cmd, code, out.String(), errOut.String())
+			_ = f.Close()
+		}
+	}
 	return res, out.String(), code
 }
 
