@@ -95,6 +95,10 @@ type Sources struct {
 // DefaultTimeout is the deadline for the guest phase (and each host source) when Options gives none.
 const DefaultTimeout = 10 * time.Second
 
+// DefaultDisconnectedGrace is how long a channel libvirt reports as disconnected may take to come back
+// (the agent reopens its port after every host session: about 1 s under TCG in the lab).
+const DefaultDisconnectedGrace = 3 * time.Second
+
 // AgentVsockPort is the vsock port the agent listens on.
 const AgentVsockPort = 7531
 
@@ -109,9 +113,12 @@ type Options struct {
 	Targets CheckTargets
 	// Domains restricts agent queries to these domains (all domains are still listed). Empty: all.
 	Domains []string
-	// DialDisconnected also dials virtio-serial channels libvirt reports as disconnected (nothing in
-	// the guest has the port open). Default false: such guests are reported unreachable at once.
+	// DialDisconnected dials virtio-serial channels libvirt reports as disconnected (nothing in the
+	// guest has the port open) with the full Timeout. Default false: such a channel gets only
+	// DisconnectedGrace to come back (the agent reopens its port after each host session).
 	DialDisconnected bool
+	// DisconnectedGrace bounds dialing a channel libvirt reports as disconnected. Default 3 s.
+	DisconnectedGrace time.Duration
 	// Now is the clock for TakenAt (default time.Now).
 	Now func() time.Time
 	// Logger receives per-source and per-guest debug lines (default: discard).
@@ -131,6 +138,9 @@ func New(src Sources, opts Options) (*Collector, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.DisconnectedGrace <= 0 {
+		opts.DisconnectedGrace = DefaultDisconnectedGrace
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -304,3 +304,29 @@ func BenchmarkStatusFanout(b *testing.B) {
 		})
 	}
 }
+
+// A channel libvirt reports as disconnected right after another session (the agent reopening its
+// port) is dialed within DisconnectedGrace; one nobody serves is reported disconnected.
+func TestDisconnectedGrace(t *testing.T) {
+	dir := t.TempDir()
+	sock := startAgent(t, dir, "vm1", &fakeAgent{state: guestState("vm1")})
+	reopening := runningDomain("vm1", sock)
+	reopening.Channels[0].State = "disconnected"
+	gone := runningDomain("gone", dir+"/gone.sock")
+	gone.Channels[0].State = "disconnected"
+	lv := &fakeLibvirt{uri: "test:///grace", nets: []snapshot.Network{defaultNet()}, doms: []snapshot.Domain{reopening, gone}}
+	c, err := New(Sources{Libvirt: lv, Agents: unixDialer()}, Options{Timeout: 20 * time.Second, DisconnectedGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Collect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := s.Guests[0]; !g.Reachable || g.State.GetHostname() != "vm1" {
+		t.Errorf("reopening channel: reachable=%v error=%q, want reachable", g.Reachable, g.Error)
+	}
+	if g := s.Guests[1]; g.Reachable || !strings.Contains(g.Error, "channel disconnected") {
+		t.Errorf("dead channel: reachable=%v error=%q, want unreachable with %q", g.Reachable, g.Error, "channel disconnected")
+	}
+}

@@ -74,20 +74,25 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 	var errs []string
 	for _, ep := range eps {
 		g.Transport, g.Address = ep.Transport, ep.Addr
+		// The agent closes and reopens its port after every host session (about a second in a TCG
+		// guest, seen in the lab), so "disconnected" right after another kvmnetctl command is
+		// usually that gap: give the port DisconnectedGrace to come back before calling it unreachable.
+		dctx, cancel := ctx, context.CancelFunc(func() {})
 		if ep.Disconnected && !c.opts.DialDisconnected {
-			errs = append(errs, ep.Addr+": channel disconnected (no agent has the port open in the guest)")
-			continue
+			dctx, cancel = context.WithTimeout(ctx, c.opts.DisconnectedGrace)
 		}
-		a, err := c.src.Agents.DialAgent(ctx, ep.Addr)
+		a, err := c.src.Agents.DialAgent(dctx, ep.Addr)
 		if err != nil {
-			errs = append(errs, withAddr(ep.Addr, err))
+			cancel()
+			errs = append(errs, disconnectedOr(ep, err))
 			continue
 		}
 		t0 := time.Now()
-		st, err := a.GetState(ctx, &kvmnetv1.GetStateRequest{})
+		st, err := a.GetState(dctx, &kvmnetv1.GetStateRequest{})
+		cancel()
 		if err != nil {
 			_ = a.Close()
-			errs = append(errs, withAddr(ep.Addr, fmt.Errorf("GetState: %w", err)))
+			errs = append(errs, disconnectedOr(ep, fmt.Errorf("GetState: %w", err)))
 			continue
 		}
 		g.Latency, g.State, g.Reachable, g.Error = time.Since(t0), st, true, ""
@@ -107,6 +112,15 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 	}
 	g.Error = strings.Join(errs, "; ")
 	return g
+}
+
+// disconnectedOr describes a failed dial: for a channel libvirt reported disconnected, that fact (the
+// dial error is only its consequence); otherwise the error itself.
+func disconnectedOr(ep Endpoint, err error) string {
+	if ep.Disconnected {
+		return ep.Addr + ": channel disconnected (no agent has the port open in the guest)"
+	}
+	return withAddr(ep.Addr, err)
 }
 
 // withAddr prefixes err with addr unless the message names it already.
