@@ -90,7 +90,42 @@ func (p *charPort) HostConnected() (bool, error) {
 	if perr != nil && !errors.Is(perr, unix.EINTR) {
 		return false, fmt.Errorf("poll %s: %w", p.f.Name(), perr)
 	}
+	if revents&unix.POLLHUP != 0 {
+		// An unplugged port also polls POLLHUP, forever: only its device node tells it apart.
+		if gone, why := portGone(p.f); gone {
+			return false, fmt.Errorf("%s: %w (%s)", p.f.Name(), ErrPortGone, why)
+		}
+	}
 	return revents&unix.POLLHUP == 0 && perr == nil, nil
+}
+
+// ErrPortGone: the opened port was hot-unplugged (or replaced by a new one at the same path); the
+// listener reopens the path.
+var ErrPortGone = errors.New("virtio-serial port was unplugged")
+
+// portGone reports whether f's path no longer names the file f has open: removed, or a new node
+// (the host detached the channel and maybe attached it again: `kvmnetctl guests enable-channel`
+// hot-plugs a fresh port, seen in the lab). The reason is for logs.
+func portGone(f *os.File) (bool, string) {
+	var open, now unix.Stat_t
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false, ""
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &open) }); err != nil || serr != nil {
+		return false, ""
+	}
+	if err := unix.Stat(f.Name(), &now); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return true, "device node removed"
+		}
+		return false, ""
+	}
+	if now.Dev != open.Dev || now.Ino != open.Ino || now.Rdev != open.Rdev {
+		return true, "device node replaced"
+	}
+	return false, ""
 }
 
 // ListenSerial returns a SerialListener on the character device at path (ErrNoDevice when absent).
