@@ -262,6 +262,7 @@ func (p *planner) ensure(a EnsureAction) error {
 
 func withSpec(p nm.Profile, s nm.DHCPSpec) nm.Profile {
 	p.ID, p.Type, p.InterfaceName, p.Autoconnect, p.IPv4Method, p.ManagedByKvmnet = s.ID(), nm.EthernetType, s.InterfaceName, true, "auto", true
+	p.IPv4Addresses, p.IPv4Gateway, p.IPv4DNS = nil, "", nil
 	if p.MAC != "" && !strings.EqualFold(p.MAC, s.MAC) {
 		p.MAC = ""
 	}

@@ -54,6 +54,10 @@ type Profile struct {
 	IPv6Method string
 	// IPv4Addresses are the static addresses of ipv4.address-data, CIDR.
 	IPv4Addresses []string
+	// IPv4Gateway is the static ipv4.gateway ("" when none).
+	IPv4Gateway string
+	// IPv4DNS are the static ipv4.dns servers.
+	IPv4DNS []string
 	// Autoconnect is connection.autoconnect (NetworkManager's default is true).
 	Autoconnect bool
 	// ManagedByKvmnet is true when user.data carries ManagedKey.
@@ -206,6 +210,13 @@ func ParseProfile(path dbus.ObjectPath, s Settings) Profile {
 	p.IPv4Method = str("ipv4", "method")
 	p.IPv6Method = str("ipv6", "method")
 	p.IPv4Addresses = addressData(s["ipv4"]["address-data"].Value())
+	p.IPv4Gateway = str("ipv4", "gateway")
+	if dns, ok := s["ipv4"]["dns"].Value().([]uint32); ok {
+		for _, d := range dns {
+			// NetworkManager's ipv4.dns: addresses as uint32 in network byte order (little-endian hosts).
+			p.IPv4DNS = append(p.IPv4DNS, net.IPv4(byte(d), byte(d>>8), byte(d>>16), byte(d>>24)).String())
+		}
+	}
 	if data, ok := s["user"]["data"].Value().(map[string]string); ok {
 		_, p.ManagedByKvmnet = data[ManagedKey]
 	}

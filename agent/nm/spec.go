@@ -54,6 +54,11 @@ func (s DHCPSpec) Diff(p Profile) []FieldChange {
 	}
 	add("connection.autoconnect", boolStr(p.Autoconnect), "yes")
 	add("ipv4.method", p.IPv4Method, "auto")
+	// A DHCP profile keeps no static IPv4 configuration: left-over addresses, a gateway overriding the
+	// DHCP default route and unreachable DNS servers are what break a guest switched from static.
+	add("ipv4.address-data", strings.Join(p.IPv4Addresses, ","), "")
+	add("ipv4.gateway", p.IPv4Gateway, "")
+	add("ipv4.dns", strings.Join(p.IPv4DNS, ","), "")
 	if s.IPv6Method != "" {
 		add("ipv6.method", p.IPv6Method, s.IPv6Method)
 	}
@@ -125,6 +130,9 @@ func (s DHCPSpec) UpdateSettings(old Settings) Settings {
 		delete(st[EthernetType], "mac-address")
 	}
 	st["ipv4"]["method"] = dbus.MakeVariant("auto")
+	for _, k := range []string{"address-data", "gateway", "dns", "dns-data"} {
+		delete(st["ipv4"], k)
+	}
 	if s.IPv6Method != "" {
 		st["ipv6"]["method"] = dbus.MakeVariant(s.IPv6Method)
 	}

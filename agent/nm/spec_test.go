@@ -22,6 +22,9 @@ func TestDHCPSpecDiff(t *testing.T) {
 		{"missing profile lists everything", spec, Profile{}, []string{"connection.id", "connection.type",
 			"connection.interface-name", "connection.autoconnect", "ipv4.method", "ipv6.method", "user.data.org.kvmnet.managed-by"}},
 		{"manual ipv4", spec, with(good, func(p *Profile) { p.IPv4Method = "manual" }), []string{"ipv4.method"}},
+		{"static ipv4 in the wrong subnet", spec, with(good, func(p *Profile) {
+			p.IPv4Method, p.IPv4Addresses, p.IPv4Gateway, p.IPv4DNS = "manual", []string{"192.168.100.50/24"}, "192.168.100.1", []string{"192.168.100.1"}
+		}), []string{"ipv4.method", "ipv4.address-data", "ipv4.gateway", "ipv4.dns"}},
 		{"autoconnect off", spec, with(good, func(p *Profile) { p.Autoconnect = false }), []string{"connection.autoconnect"}},
 		{"bound to other MAC", spec, with(good, func(p *Profile) { p.MAC = "52:54:00:00:00:09" }), []string{"802-3-ethernet.mac-address"}},
 		{"bound to same MAC upper case", spec, with(good, func(p *Profile) { p.MAC = "52:54:00:AA:BB:01" }), nil},
@@ -65,7 +68,8 @@ func TestUpdateSettingsDropsDeprecatedAndKeepsOthers(t *testing.T) {
 			"autoconnect": dbus.MakeVariant(false)},
 		EthernetType: {"mac-address": dbus.MakeVariant([]byte{0x52, 0x54, 0, 0, 0, 9}), "mtu": dbus.MakeVariant(uint32(1400))},
 		"ipv4": {"method": dbus.MakeVariant("manual"), "addresses": dbus.MakeVariant([][]uint32{{1, 24, 0}}),
-			"address-data": dbus.MakeVariant([]map[string]dbus.Variant{{"address": dbus.MakeVariant("10.0.0.5"), "prefix": dbus.MakeVariant(uint32(24))}})},
+			"address-data": dbus.MakeVariant([]map[string]dbus.Variant{{"address": dbus.MakeVariant("10.0.0.5"), "prefix": dbus.MakeVariant(uint32(24))}}),
+			"gateway":      dbus.MakeVariant("10.0.0.1"), "dns": dbus.MakeVariant([]uint32{0x0100000a})},
 		"ipv6": {"method": dbus.MakeVariant("auto"), "addresses": dbus.MakeVariant([]any{}), "routes": dbus.MakeVariant([]any{})},
 		"user": {"data": dbus.MakeVariant(map[string]string{"other.key": "v"})},
 	}
@@ -81,6 +85,14 @@ func TestUpdateSettingsDropsDeprecatedAndKeepsOthers(t *testing.T) {
 	}
 	if _, ok := st[EthernetType]["mac-address"]; ok {
 		t.Error("binding to another MAC kept")
+	}
+	for _, k := range []string{"address-data", "gateway", "dns"} {
+		if _, ok := st["ipv4"][k]; ok {
+			t.Errorf("static ipv4.%s kept in a DHCP profile", k)
+		}
+	}
+	if p := ParseProfile("/x", old); p.IPv4Gateway != "10.0.0.1" || len(p.IPv4DNS) != 1 || p.IPv4DNS[0] != "10.0.0.1" {
+		t.Errorf("static gateway/dns not parsed: %+v", p)
 	}
 	if st[EthernetType]["mtu"].Value().(uint32) != 1400 {
 		t.Error("unrelated property lost")
