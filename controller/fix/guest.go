@@ -130,7 +130,14 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 	}
 
 	d.Progress.Step("applying %d change(s) in %s", len(res.Preview.GetChanges()), plan.Domain)
-	res.Applied, err = agent.Apply(ctx, proto(plan.Request))
+	// The agent waits for an address inside Apply: never let a caller without a deadline fall back
+	// to the client's short default and cut that wait off.
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		actx, cancel = context.WithTimeout(ctx, time.Duration(plan.Request.GetRollbackTimeoutSeconds())*time.Second+time.Minute)
+	}
+	res.Applied, err = agent.Apply(actx, proto(plan.Request))
+	cancel()
 	if err != nil {
 		d.Progress.Done("")
 		if status.Code(err) == codes.Aborted {
@@ -207,7 +214,7 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 			for _, c := range r.GetResults() {
 				if !c.GetOk() {
 					failures = append(failures, fmt.Sprintf("check %s (%s %s) failed: %s", c.GetCheck().GetName(),
-						strings.TrimPrefix(c.GetCheck().GetKind().String(), "CHECK_KIND_"), c.GetCheck().GetTarget(), c.GetError()))
+						strings.TrimPrefix(c.GetCheck().GetKind().String(), "CHECK_KIND_"), checkTarget(c.GetCheck()), c.GetError()))
 				}
 			}
 		}
@@ -302,4 +309,12 @@ func printChanges(w io.Writer, title string, cs []*kvmnetv1.Change) {
 			}
 		}
 	}
+}
+
+// checkTarget names a check's target for messages ("default gateway" for a ping without one).
+func checkTarget(c *kvmnetv1.Check) string {
+	if c.GetTarget() == "" && c.GetKind() == kvmnetv1.CheckKind_CHECK_KIND_PING {
+		return "default gateway"
+	}
+	return c.GetTarget()
 }

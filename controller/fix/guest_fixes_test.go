@@ -49,7 +49,7 @@ func TestVerifyReportsLastCompleteRound(t *testing.T) {
 	if a.rounds.Load() < 2 {
 		t.Fatalf("only %d round(s): the case needs a round cut short by the budget", a.rounds.Load())
 	}
-	if !strings.Contains(err.Error(), "check gateway-v4 (PING ) failed: timeout") || strings.Contains(err.Error(), "deadline exceeded") {
+	if !strings.Contains(err.Error(), "check gateway-v4 (PING default gateway) failed: timeout") || strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("failures do not name the failed checks: %v", err)
 	}
 }

@@ -19,6 +19,9 @@ const DefaultRollbackTimeout = 60 * time.Second
 // ErrNoDomain is returned (wrapped) when the domain to fix does not exist.
 var ErrNoDomain = errors.New("domain not found")
 
+// ErrNoNIC is returned (wrapped) when --nic names a MAC the domain does not have.
+var ErrNoNIC = errors.New("no such NIC")
+
 // DefaultDNSCheckName is resolved through the guest's resolver to prove DNS works after a fix: the
 // Debian mirror, because "apt hangs" is what users notice first.
 const DefaultDNSCheckName = "deb.debian.org"
@@ -121,7 +124,7 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	}
 	mac := strings.ToLower(opts.MAC)
 	if mac != "" && !slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.MAC == mac }) {
-		return GuestPlan{}, fmt.Errorf("domain %q has no NIC with MAC %s; its NICs: %s", dom.Name, mac, nicMACs(dom))
+		return GuestPlan{}, fmt.Errorf("%w: domain %q has no NIC with MAC %s; its NICs: %s", ErrNoNIC, dom.Name, mac, nicMACs(dom))
 	}
 	g, ok := s.FindGuest(dom.Name)
 	switch {

@@ -111,7 +111,7 @@ func runGuestFix(ctx context.Context, g *Globals, fio fixIO, o fixplan.GuestOpti
 	switch {
 	case err == nil:
 		return res, nil
-	case errors.Is(err, fixplan.ErrNoDomain):
+	case errors.Is(err, fixplan.ErrNoDomain), errors.Is(err, fixplan.ErrNoNIC):
 		return res, Usage(err)
 	case status.Code(errors.Unwrap(err)) == codes.PermissionDenied || status.Code(err) == codes.PermissionDenied:
 		return res, Failed(fmt.Errorf("the agent of %s refuses changes: it runs in report-only mode (allow_apply: false in /etc/kvmnet/agent.yaml): %w", o.Domain, err))

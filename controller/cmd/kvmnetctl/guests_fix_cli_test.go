@@ -134,7 +134,7 @@ func TestGuestsFixCLI(t *testing.T) {
 		{"unknown VM", []string{"ghost", "--yes"}, ExitUsage, []string{"ghost"}},
 		{"VM without agent channel", []string{"vm4", "--yes"}, ExitFindings, []string{`domain "vm4" has no kvmnet agent channel`, "kvmnetctl guests enable-channel vm4"}},
 		{"VM shut off", []string{"vm5", "--yes"}, ExitFindings, []string{`domain "vm5" is shut off`, "virsh start vm5"}},
-		{"NIC MAC not in the domain", []string{"vm1", "--yes", "--nic", "52:54:00:99:99:99"}, ExitFindings, []string{`domain "vm1" has no NIC with MAC 52:54:00:99:99:99`, "its NICs: 52:54:00:00:00:11"}},
+		{"NIC MAC not in the domain", []string{"vm1", "--yes", "--nic", "52:54:00:99:99:99"}, ExitUsage, []string{`domain "vm1" has no NIC with MAC 52:54:00:99:99:99`, "its NICs: 52:54:00:00:00:11"}},
 		{"rollback timeout out of range", []string{"vm1", "--yes", "--rollback-timeout", "2s"}, ExitUsage, []string{"must be between 10s and 1h"}},
 		{"no terminal and no --yes", []string{"vm1"}, ExitUsage, []string{"pass --yes to apply, or --dry-run to preview"}},
 	} {
