@@ -9,7 +9,7 @@ BIN     := bin
 GOFLAGS_AGENT := CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags '$(LDFLAGS)'
 
 .PHONY: all deps generate build build-agent build-ctl test test-unit test-integration test-lab fuzz-short \
-        lint bench packages man lab-up lab-down demo clean
+        lint bench packages lab-packages man lab-up lab-down demo clean
 
 all: build
 
@@ -49,7 +49,7 @@ fuzz-short:
 	bash scripts/fuzz.sh 10s
 
 ## test-lab: real QEMU guests under a private libvirtd (KVMNET_LAB=0 skips explicitly).
-test-lab: build packages
+test-lab: build lab-packages
 	bash scripts/lab/e2e.sh
 
 lint:
@@ -65,17 +65,22 @@ bench: build
 packages:
 	bash packaging/build.sh $(VERSION)
 
+## lab-packages: only what the lab needs: the amd64 agent .deb its x86_64 guests install, kvmnetctl
+## for the build machine (no arm64 cross builds: minutes on a cold cache).
+lab-packages:
+	AGENT_ARCHES=amd64 CTL_ARCHES=$$(go env GOARCH) bash packaging/build.sh $(VERSION)
+
 man: build-ctl
 	mkdir -p dist/man && $(BIN)/kvmnetctl man --dir dist/man
 
-lab-up: build packages
+lab-up: build lab-packages
 	bash scripts/lab/up
 
 lab-down:
 	bash scripts/lab/down
 
 ## demo: the main job — set up, build, start the lab, show a broken guest diagnosed and fixed.
-demo: deps build packages
+demo: deps build lab-packages
 	bash scripts/lab/demo
 
 clean:
