@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,6 +25,7 @@ const (
 	DefaultMaxMessageSize    = 4 << 20
 	DefaultMaxRPCTimeout     = 2 * time.Minute
 	DefaultConnectionTimeout = 10 * time.Second
+	DefaultIdleRelease       = 2 * time.Second
 )
 
 // Options configures the server. Zero values take the defaults.
@@ -42,6 +45,12 @@ type Options struct {
 	// ConnectionTimeout bounds the HTTP/2 handshake of a new connection, so a truncated preface frees a
 	// single-stream transport. Default 10 s.
 	ConnectionTimeout time.Duration
+	// IdleRelease: once no unary RPC has run for this long after one ended, the server returns the
+	// memory the burst freed to the operating system (debug.FreeOSMemory), once. It is a one-shot
+	// timer re-armed by RPCs, never a periodic wakeup. Default 2 s; negative disables it.
+	IdleRelease time.Duration
+	// ReleaseMemory is what IdleRelease calls. Default debug.FreeOSMemory.
+	ReleaseMemory func()
 }
 
 // GatedMethods are the RPCs report-only mode refuses.
@@ -56,6 +65,9 @@ type Server struct {
 	g    *grpc.Server
 	log  *slog.Logger
 	opts Options
+
+	inflight atomic.Int64
+	idle     *time.Timer // nil when IdleRelease is disabled
 }
 
 // New builds the server for svc.
@@ -75,7 +87,21 @@ func New(svc kvmnetv1.AgentServer, opts Options) *Server {
 	if opts.ConnectionTimeout <= 0 {
 		opts.ConnectionTimeout = DefaultConnectionTimeout
 	}
+	if opts.IdleRelease == 0 {
+		opts.IdleRelease = DefaultIdleRelease
+	}
+	if opts.ReleaseMemory == nil {
+		opts.ReleaseMemory = debug.FreeOSMemory
+	}
 	s := &Server{log: opts.Logger, opts: opts}
+	if opts.IdleRelease > 0 {
+		s.idle = time.AfterFunc(time.Hour, func() {
+			if s.inflight.Load() == 0 {
+				s.opts.ReleaseMemory()
+			}
+		})
+		s.idle.Stop()
+	}
 	s.g = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxMessageSize),
 		grpc.MaxSendMsgSize(opts.MaxMessageSize),
@@ -85,7 +111,7 @@ func New(svc kvmnetv1.AgentServer, opts Options) *Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		// Detect a vanished host in ~20 s so a single-stream transport is freed for the next one.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 5 * time.Second}),
-		grpc.ChainUnaryInterceptor(s.logUnary, s.gate, s.capDeadline),
+		grpc.ChainUnaryInterceptor(s.track, s.logUnary, s.gate, s.capDeadline),
 		grpc.ChainStreamInterceptor(s.logStream),
 	)
 	kvmnetv1.RegisterAgentServer(s.g, svc)
@@ -105,8 +131,13 @@ func (s *Server) Serve(l net.Listener) error {
 	return nil
 }
 
-// Stop stops gracefully: running RPCs may finish until ctx is done, then everything is cut.
+// Stop stops gracefully: running RPCs may finish until ctx is done, then every connection is cut
+// and Stop returns. A handler that ignores its context may still be running then (gRPC waits for
+// handlers only in GracefulStop); it can no longer send anything.
 func (s *Server) Stop(ctx context.Context) {
+	if s.idle != nil {
+		s.idle.Stop()
+	}
 	done := make(chan struct{})
 	go func() {
 		s.g.GracefulStop()
@@ -116,7 +147,6 @@ func (s *Server) Stop(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		s.g.Stop()
-		<-done
 	}
 }
 
@@ -128,6 +158,17 @@ func ReportOnlyError(method, configPath string) error {
 	return status.Errorf(codes.PermissionDenied,
 		"%s refused: the agent is in report-only mode (allow_apply: false in %s); set allow_apply: true and restart kvmnet-agent to let it change the guest",
 		method, configPath)
+}
+
+// track counts running unary RPCs and re-arms the idle release when the last one ends.
+func (s *Server) track(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	s.inflight.Add(1)
+	defer func() {
+		if s.inflight.Add(-1) == 0 && s.idle != nil {
+			s.idle.Reset(s.opts.IdleRelease)
+		}
+	}()
+	return h(ctx, req)
 }
 
 func (s *Server) gate(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
