@@ -80,7 +80,7 @@ LDFLAGS="-s -w -X main.version=$RAW_VERSION"
 
 for arch in $AGENT_ARCHES; do
 	log "agent linux/$arch (static)"
-	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "$LDFLAGS" \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -tags grpcnotrace -trimpath -ldflags "$LDFLAGS" \
 		-o "$BUILD/agent-$arch/kvmnet-agent" ./agent/cmd/kvmnet-agent
 done
 
