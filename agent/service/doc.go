@@ -7,6 +7,14 @@
 // real backends from config.Config when a dependency is nil. The allow_apply gate itself is
 // agent/server's; this package only reports the switch in GetState.
 //
+// A host that disconnects in the middle of Apply (its call is cancelled) does not interrupt it: the
+// agent finishes every step and the checkpoint stays pending. After reconnecting, the controller
+// finds it in GetState's pending_checkpoint and may Confirm or Rollback it until its rollback
+// deadline; unconfirmed, it rolls back by itself at that deadline — the same as when the controller
+// dies between Apply and Confirm. Only the call's deadline (capped by agent/server) aborts an Apply
+// half-way, and then everything done so far is rolled back at once (Aborted). Tests:
+// controller/perf TestApplyHostDisconnect and TestControllerGoneRollsBack.
+//
 // It must never import transport or gRPC server code (agent/transport, agent/server): it is the
 // service, not the way it is served.
 package service
