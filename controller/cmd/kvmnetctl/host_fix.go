@@ -207,7 +207,12 @@ func (h *hostActions) Do(ctx context.Context, st fixplan.HostStep) error {
 		_, err := h.src.DefineNetwork(ctx, lvxml.DefaultNetworkXML)
 		return err
 	case fixplan.StepStartNetwork:
-		return h.src.StartNetwork(ctx, st.Network)
+		if err := h.src.StartNetwork(ctx, st.Network); err != nil {
+			return err
+		}
+		// Guests still running from before net-destroy (network_inactive) or net-undefine
+		// (network_missing) keep detached taps: the new bridge does not take them back (libvirt 9, lab).
+		return h.reattachTaps(ctx, st.Network)
 	case fixplan.StepAutostartNetwork:
 		return h.src.SetNetworkAutostart(ctx, st.Network, true)
 	case fixplan.StepRestartNetwork:
