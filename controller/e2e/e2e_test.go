@@ -172,12 +172,15 @@ type fault struct {
 	code  string   // the code kvmnetctl must report (the root cause)
 	alt   []string // other codes accepted in its place (what the host alone can tell), reported as seen
 	fix   []string // the kvmnetctl command that repairs it; nil: kvmnet has no automatic fix (manual)
+	// undoAfter: after a verified fix, put the lab host back to stock with the lab's own undo (the fix
+	// rightly leaves UFW on / Docker's rules in place; the next faults need a stock libvirt host).
+	undoAfter bool
 }
 
 var faults = []fault{
 	{name: "ip_forward_off", code: "ip_forward_off", fix: []string{"host", "fix", "--yes", "--only", "ip_forward_off"}},
-	{name: "ufw_routed_deny", code: "ufw_routed_blocked", fix: []string{"host", "fix", "--yes"}},
-	{name: "docker_forward_drop", code: "forward_policy_drop", fix: []string{"host", "fix", "--yes", "--only", "forward_policy_drop"}},
+	{name: "ufw_routed_deny", code: "ufw_routed_blocked", fix: []string{"host", "fix", "--yes"}, undoAfter: true},
+	{name: "docker_forward_drop", code: "forward_policy_drop", fix: []string{"host", "fix", "--yes", "--only", "forward_policy_drop"}, undoAfter: true},
 	// No automatic fix (issue 5 defines none: kvmnet would have to invent the range); the finding
 	// names the virsh net-update command. Checked: reported, with that advice; then undone by the lab.
 	{name: "dhcp_range_removed", code: "network_dhcp_missing"},
@@ -224,10 +227,11 @@ func runFault(ctx context.Context, t *testing.T, f fault) {
 		r.note = "inject failed"
 		t.Fatalf("inject %s:\n%s", f.name, res)
 	}
-	// Whatever happens, leave a healthy lab for the next fault (a verified fix already did).
+	// Whatever happens, leave a healthy stock lab for the next fault (a verified fix already did,
+	// unless the fault changed what kind of host the lab is).
 	defer func() {
-		if !r.fixed {
-			restore(ctx, t, f)
+		if always := f.undoAfter || f.fix == nil; !r.fixed || always {
+			restore(ctx, t, f, always)
 		}
 	}()
 
@@ -297,8 +301,8 @@ func runFault(ctx context.Context, t *testing.T, f fault) {
 
 // restore undoes the fault with the lab script when the fix did not leave the lab healthy, and resets
 // the guest (fresh overlay) when even that does not help.
-func restore(ctx context.Context, t *testing.T, f fault) {
-	if healthy(ctx) == nil {
+func restore(ctx context.Context, t *testing.T, f fault, always bool) {
+	if !always && healthy(ctx) == nil {
 		return
 	}
 	args := []string{f.name, "undo"}
