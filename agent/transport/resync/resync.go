@@ -104,7 +104,20 @@ type Scanner struct {
 	pending []byte
 	// Discarded counts bytes thrown away (garbage, stale frames, records not waited for).
 	Discarded int
+	// MaxDiscard, when > 0, makes Next fail with ErrGarbage once more than this many bytes were
+	// discarded.
+	MaxDiscard int
 }
+
+// ErrGarbage is returned by Next when the peer sent more than MaxDiscard bytes that are not
+// handshake records.
+var ErrGarbage = errors.New("too much input that is not a handshake record")
+
+// MaxStale is how many bytes of non-record input the host discards before it gives up: stale bytes
+// are bounded by the port's ring plus one blocked write of an old session (12–80 KiB measured), so
+// more than the largest gRPC message (4 MiB) means a guest that floods the channel. It then fails
+// in milliseconds instead of holding the caller until its deadline.
+const MaxStale = 4 << 20
 
 // NewScanner returns a Scanner reading from r.
 func NewScanner(r io.Reader) *Scanner { return &Scanner{r: r} }
@@ -129,6 +142,9 @@ func (s *Scanner) Next() (verb, nonce string, err error) {
 		if len(s.pending) > maxPartial {
 			s.Discarded += len(s.pending)
 			s.pending = s.pending[:0]
+		}
+		if s.MaxDiscard > 0 && s.Discarded > s.MaxDiscard {
+			return "", "", fmt.Errorf("%w: %d bytes discarded", ErrGarbage, s.Discarded)
 		}
 		n, err := s.r.Read(buf[:])
 		s.pending = append(s.pending, buf[:n]...)
@@ -219,6 +235,7 @@ func Host(ctx context.Context, c net.Conn, resend time.Duration) (net.Conn, erro
 		return fail("write hello", err)
 	}
 	sc := NewScanner(c)
+	sc.MaxDiscard = MaxStale
 	// Wait for the echo of our nonce, resending HELLO on every quiet interval.
 	for {
 		if ctx.Err() != nil {

@@ -185,3 +185,32 @@ func unixPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
 }
+
+// TestHostGivesUpOnFlood: a guest that floods the channel with bytes that are never a handshake
+// record makes the host fail with ErrGarbage once MaxStale bytes were discarded, instead of holding
+// the caller until its deadline (the flood keeps the resend timer from ever firing).
+func TestHostGivesUpOnFlood(t *testing.T) {
+	host, guest := unixPair(t)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		junk := bytes.Repeat([]byte("\x00garbage\xff\n"), 4096)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := guest.Write(junk); err != nil {
+				return
+			}
+		}
+	}()
+	go func() { _, _ = io.Copy(io.Discard, guest) }() // the guest never answers our HELLO
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := Host(ctx, host, time.Second)
+	if !errors.Is(err, ErrGarbage) || ctx.Err() != nil {
+		t.Fatalf("Host against a flooding guest = %v (ctx %v), want ErrGarbage before the deadline", err, ctx.Err())
+	}
+}
