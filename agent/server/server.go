@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,8 @@ type Options struct {
 	// memory the burst freed to the operating system (debug.FreeOSMemory), once. It is a one-shot
 	// timer re-armed by RPCs, never a periodic wakeup. Default 2 s; negative disables it.
 	IdleRelease time.Duration
-	// ReleaseMemory is what IdleRelease calls. Default debug.FreeOSMemory.
+	// ReleaseMemory is what IdleRelease calls. Default: two GCs (sync.Pool buffers survive one) and
+	// debug.FreeOSMemory.
 	ReleaseMemory func()
 }
 
@@ -91,7 +93,7 @@ func New(svc kvmnetv1.AgentServer, opts Options) *Server {
 		opts.IdleRelease = DefaultIdleRelease
 	}
 	if opts.ReleaseMemory == nil {
-		opts.ReleaseMemory = debug.FreeOSMemory
+		opts.ReleaseMemory = releaseMemory
 	}
 	s := &Server{log: opts.Logger, opts: opts}
 	if opts.IdleRelease > 0 {
@@ -158,6 +160,13 @@ func ReportOnlyError(method, configPath string) error {
 	return status.Errorf(codes.PermissionDenied,
 		"%s refused: the agent is in report-only mode (allow_apply: false in %s); set allow_apply: true and restart kvmnet-agent to let it change the guest",
 		method, configPath)
+}
+
+// releaseMemory empties gRPC's buffer pools (a sync.Pool survives one GC in its victim cache) and
+// returns the freed pages to the operating system.
+func releaseMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 // track counts running unary RPCs and re-arms the idle release when the last one ends.
