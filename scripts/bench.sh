@@ -44,7 +44,7 @@ done
 echo
 echo "== agent footprint (bin/kvmnet-agent in a throwaway netns, --listen unix:)"
 f=$(line BenchmarkAgentFootprint)
-for m in binary-MB rss-idle-MiB rss-watch-MiB rss-watch-after-idle-MiB switches-idle switches-watch-idle cpu-ticks-idle idle-window-s \
+for m in binary-MB rss-idle-MiB rss-watch-MiB rss-watch-anon-MiB rss-watch-file-MiB rss-watch-after-idle-MiB switches-idle switches-watch-idle cpu-ticks-idle idle-window-s \
 	rss-after-200-MiB rss-peak-100conc-MiB rss-after-burst-MiB rss-after-burst-anon-MiB rss-after-burst-file-MiB burst-2000-ms; do
 	printf '%-28s %10s\n' "$m" "$(metric "$m" "$f")"
 done

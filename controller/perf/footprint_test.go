@@ -174,6 +174,8 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		}
 		time.Sleep(5 * time.Second) // past the idle memory release (2 s after the last RPC)
 		rssWatch := rssKB(b, pid)
+		stPath := fmt.Sprintf("/proc/%d/status", pid)
+		watchAnon, watchFile := procField(b, stPath, "RssAnon"), procField(b, stPath, "RssFile")
 		swWatch, cpuWatch := idleWakeups(b, "idle, Watch open", pid, idle)
 		rssWatchIdle := rssKB(b, pid)
 
@@ -235,6 +237,8 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		b.ReportMetric(mb(rssStart), "rss-idle-MiB")
 		b.ReportMetric(mb(rssWatch), "rss-watch-MiB")
 		b.ReportMetric(mb(rssWatchIdle), "rss-watch-after-idle-MiB")
+		b.ReportMetric(mb(watchAnon), "rss-watch-anon-MiB")
+		b.ReportMetric(mb(watchFile), "rss-watch-file-MiB")
 		b.ReportMetric(float64(swIdle), "switches-idle")
 		b.ReportMetric(float64(swWatch), "switches-watch-idle")
 		b.ReportMetric(float64(cpuIdle+cpuWatch), "cpu-ticks-idle")
