@@ -59,6 +59,7 @@ func StartBus(t testing.TB, ns *Netns) *Bus {
 		t.Fatalf("write bus config: %v", err)
 	}
 	p := ns.Start("dbus-daemon", nil, "dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile", "--nosyslog")
+	t.Cleanup(p.Stop) // before t.TempDir's removal (cleanups run last-in first-out)
 	err := WaitFor(10*time.Second, 20*time.Millisecond, func() (bool, error) {
 		if p.Exited() {
 			return false, fmt.Errorf("dbus-daemon exited: %s", p.Output())

@@ -46,6 +46,7 @@ func StartDnsmasq(t testing.TB, ns *Netns, o DnsmasqOptions) *Dnsmasq {
 	}
 	argv = append(argv, o.Extra...)
 	p := ns.Start("dnsmasq", nil, argv...)
+	t.Cleanup(p.Stop) // before t.TempDir's removal (cleanups run last-in first-out)
 	err := WaitFor(10*time.Second, 20*time.Millisecond, func() (bool, error) {
 		if p.Exited() {
 			return false, fmt.Errorf("dnsmasq exited: %s", p.Output())

@@ -105,7 +105,11 @@ func StartNM(t testing.TB, ns *Netns, bus *Bus, o NMOptions) *NM {
 		"--pid-file=/run/NetworkManager/NetworkManager.pid"}
 	p := ns.Start("NetworkManager", []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, argv...)
 	nm := &NM{Proc: p, Bus: bus, ConnDir: connDir, ConfigFile: conf}
-	// A frozen NetworkManager ignores SIGTERM: thaw it before the namespace stops it.
+	// Stop NetworkManager before t.TempDir's removal (cleanups run last-in first-out; the namespace's own
+	// stop comes too late): otherwise it still writes var-lib while the directory goes, and the test
+	// fails with "TempDir RemoveAll cleanup: ... directory not empty" (seen in a CI run of TestSubscribe).
+	t.Cleanup(p.Stop)
+	// A frozen NetworkManager ignores SIGTERM: thaw it before it is stopped.
 	t.Cleanup(func() { _ = nm.Signal(syscall.SIGCONT) })
 	if err := nm.WaitReady(30 * time.Second); err != nil {
 		t.Fatalf("NetworkManager in %s: %v; output:\n%s", ns.Name, err, p.Output())
