@@ -40,57 +40,22 @@ type Accounts struct {
 // ParsePasswd reads /etc/passwd text. Comment and malformed lines are skipped; the line numbers of
 // malformed ones are returned in the error only when nothing could be read.
 func ParsePasswd(r io.Reader) ([]User, error) {
-	var users []User
-	var bad []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) < 4 || f[0] == "" {
-			bad = append(bad, strconv.Itoa(n))
-			continue
-		}
+	return parseColonFile(r, "passwd", 4, func(f []string) (User, bool) {
 		uid, err1 := strconv.ParseUint(f[2], 10, 32)
 		gid, err2 := strconv.ParseUint(f[3], 10, 32)
 		if err1 != nil || err2 != nil {
-			bad = append(bad, strconv.Itoa(n))
-			continue
+			return User{}, false
 		}
-		users = append(users, User{Name: f[0], UID: uint32(uid), GID: uint32(gid)})
-	}
-	if err := sc.Err(); err != nil {
-		return users, fmt.Errorf("read passwd: %w", err)
-	}
-	if len(users) == 0 && len(bad) > 0 {
-		return nil, fmt.Errorf("passwd: no valid entry (malformed lines %s)", strings.Join(bad, ","))
-	}
-	return users, nil
+		return User{Name: f[0], UID: uint32(uid), GID: uint32(gid)}, true
+	})
 }
 
-// ParseGroup reads /etc/group text.
+// ParseGroup reads /etc/group text, with the same rules as ParsePasswd.
 func ParseGroup(r io.Reader) ([]Group, error) {
-	var groups []Group
-	var bad []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) < 3 || f[0] == "" {
-			bad = append(bad, strconv.Itoa(n))
-			continue
-		}
+	return parseColonFile(r, "group", 3, func(f []string) (Group, bool) {
 		gid, err := strconv.ParseUint(f[2], 10, 32)
 		if err != nil {
-			bad = append(bad, strconv.Itoa(n))
-			continue
+			return Group{}, false
 		}
 		g := Group{Name: f[0], GID: uint32(gid)}
 		if len(f) > 3 {
@@ -100,15 +65,42 @@ func ParseGroup(r io.Reader) ([]Group, error) {
 				}
 			}
 		}
-		groups = append(groups, g)
+		return g, true
+	})
+}
+
+// parseColonFile reads a colon-separated account file (passwd, group): blank and # lines are
+// skipped, a line with fewer than minFields fields, an empty first field, or one parse rejects is
+// malformed. Malformed line numbers are reported only when no entry could be read.
+func parseColonFile[T any](r io.Reader, name string, minFields int, parse func([]string) (T, bool)) ([]T, error) {
+	var out []T
+	var bad []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ":")
+		if len(f) < minFields || f[0] == "" {
+			bad = append(bad, strconv.Itoa(n))
+			continue
+		}
+		v, ok := parse(f)
+		if !ok {
+			bad = append(bad, strconv.Itoa(n))
+			continue
+		}
+		out = append(out, v)
 	}
 	if err := sc.Err(); err != nil {
-		return groups, fmt.Errorf("read group: %w", err)
+		return out, fmt.Errorf("read %s: %w", name, err)
 	}
-	if len(groups) == 0 && len(bad) > 0 {
-		return nil, fmt.Errorf("group: no valid entry (malformed lines %s)", strings.Join(bad, ","))
+	if len(out) == 0 && len(bad) > 0 {
+		return nil, fmt.Errorf("%s: no valid entry (malformed lines %s)", name, strings.Join(bad, ","))
 	}
-	return groups, nil
+	return out, nil
 }
 
 // UserName returns the name of uid, or "uid:N" when unknown.
