@@ -82,6 +82,9 @@ type Options struct {
 	Logger *slog.Logger
 	// OnEvent, when set, is told about checkpoints (created, confirmed, rolled back) for Watch.
 	OnEvent func(summary string)
+	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
+	// middle of an Apply or a rollback (default DefaultNMRestartWait).
+	NMRestartWait time.Duration
 }
 
 // Applier executes plans with checkpoints. One checkpoint may be pending at a time.
@@ -106,6 +109,14 @@ type pending struct {
 	deleted  []nm.Settings     // profiles deleted (settings before)
 	updated  map[string]nm.Settings
 	timer    *time.Timer
+
+	// The agent's own record for a NetworkManager restart, which loses nmCP (see nmrestart.go).
+	nmOwner    string            // NetworkManager process (unique bus name) holding nmCP
+	lost       string            // how nmCP was lost ("" while it is not)
+	created    []createdProfile  // profiles added
+	before     map[string]string // touched interface → uuid of the profile active on it before ("": none)
+	hadIPv4    map[string]bool   // touched interface had an IPv4 address before
+	incomplete bool              // the Apply did not finish (NetworkManager stopped): only Rollback
 }
 
 // New returns an Applier.
@@ -200,6 +211,8 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v; nothing was changed", ErrPrecondition, err)
 		}
+		p.nmOwner = a.nmInstance(ctx)
+		p.recordBefore(plan, in.NM)
 	}
 	if paths := plan.FilePaths(); len(paths) > 0 {
 		p.snap, err = a.o.Files.Snapshot(paths...)
@@ -210,7 +223,15 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	}
 	a.log.Info("apply start", "checkpoint", p.id, "nm_checkpoint", p.nmCP, "steps", len(plan.Steps), "rollback_timeout", r.RollbackTimeout)
 	for i, s := range plan.Steps {
-		if err := a.exec(ctx, p, s); err != nil {
+		err := a.exec(ctx, p, s)
+		if s.NM() {
+			// A restart takes NetworkManager's checkpoint with it; a step may even have "succeeded"
+			// against the new process. Either way the Apply cannot keep its promise: restore.
+			if why, lost := a.nmLost(ctx, p); lost {
+				return nil, a.nmGone(ctx, p, i, s, err, why, r.RollbackTimeout)
+			}
+		}
+		if err != nil {
 			restored, rerr := a.rollback(context.WithoutCancel(ctx), p)
 			msg := fmt.Sprintf("step %d (%s) failed: %v; rolled back at once: %s", i+1, s.Change.Summary, err, strings.Join(restored, "; "))
 			if rerr != nil {
@@ -234,7 +255,9 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 	switch s.Kind {
 	case OpAddProfile:
-		_, err := a.o.NM.AddProfile(ctx, s.Spec.NewSettings(nm.NewUUID()))
+		uuid := nm.NewUUID()
+		p.created = append(p.created, createdProfile{uuid: uuid, id: s.Spec.ID()})
+		_, err := a.o.NM.AddProfile(ctx, s.Spec.NewSettings(uuid))
 		return err
 	case OpUpdateProfile:
 		old, err := a.o.NM.Settings(ctx, s.Profile.Path)
@@ -309,11 +332,25 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 
 // rollback undoes p: NetworkManager's checkpoint, then profiles NetworkManager does not restore by
 // itself (deleted or changed profiles that were not active), then sysctls and files. It continues
-// past failures.
+// past failures. When NetworkManager restarted since the checkpoint was made (the checkpoint is
+// gone with it), the profiles are restored from the agent's own record instead (restoreProfiles);
+// when NetworkManager is not running, nothing at all is done and the error wraps errNMAbsent, so the
+// whole rollback can be tried again later.
 func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 	var restored []string
 	var errs []error
-	if p.nmCP != "" {
+	if why, lost := a.nmLost(ctx, p); lost {
+		res, err := a.restoreProfiles(ctx, p)
+		if errors.Is(err, errNMAbsent) {
+			a.log.Warn("rollback waits for NetworkManager", "checkpoint", p.id, "why", why, "error", err)
+			return nil, err
+		}
+		restored = append(restored, "NetworkManager's checkpoint "+string(p.nmCP)+" was lost with the NetworkManager process that held it; profiles restored from the agent's own record")
+		restored = append(restored, res...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	} else if p.nmCP != "" {
 		res, err := a.o.NM.CheckpointRollback(ctx, p.nmCP)
 		switch {
 		case err != nil && strings.Contains(err.Error(), "does not exist"):
@@ -391,6 +428,16 @@ func (a *Applier) expire(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	restored, err := a.rollback(ctx, p)
+	if errors.Is(err, errNMAbsent) {
+		p.deadline = time.Now().Add(RestoreRetry)
+		p.timer = time.AfterFunc(RestoreRetry, func() { a.expire(id) })
+		a.setPending(p)
+		msg := fmt.Sprintf("checkpoint %s not confirmed in time, but NetworkManager is not running: start it (`systemctl start NetworkManager`); the agent tries again at %s (%v)",
+			id, p.deadline.Format(time.RFC3339), err)
+		a.log.Error("rollback postponed", "checkpoint", id, "error", msg)
+		a.event(msg)
+		return
+	}
 	a.log.Warn("checkpoint not confirmed in time: rolled back", "checkpoint", id, "restored", strings.Join(restored, "; "), "error", err)
 	a.event(fmt.Sprintf("checkpoint %s not confirmed in time: rolled back (%s)", id, strings.Join(restored, "; ")))
 }
@@ -425,11 +472,22 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if p.incomplete {
+		a.repend(p)
+		return fmt.Errorf("%w: checkpoint %s belongs to an Apply that did not complete (%s); it can only be rolled back: start NetworkManager, then Rollback %s (or wait until %s)",
+			ErrPrecondition, id, p.lost, id, p.deadline.Format(time.RFC3339))
+	}
+	if why, lost := a.nmLost(ctx, p); lost {
+		// Nothing to destroy: the checkpoint died with the old NetworkManager. The changes stay,
+		// saved in its profiles on disk.
+		a.log.Info("checkpoint confirmed", "checkpoint", id, "changes", len(p.changes), "note", why+"; its checkpoint went with it, nothing to destroy")
+		a.event("checkpoint " + id + " confirmed (" + why + " since the Apply; the changes are kept in its saved profiles)")
+		return nil
+	}
 	if p.nmCP != "" {
 		if err := a.o.NM.CheckpointDestroy(ctx, p.nmCP); err != nil {
 			// Keep it pending: NetworkManager would still roll back by itself.
-			a.setPending(p)
-			p.timer.Reset(time.Until(p.deadline))
+			a.repend(p)
 			return fmt.Errorf("confirm %s: %w", id, err)
 		}
 	}
@@ -447,6 +505,11 @@ func (a *Applier) Rollback(ctx context.Context, id string) ([]string, error) {
 		return nil, err
 	}
 	restored, err := a.rollback(ctx, p)
+	if errors.Is(err, errNMAbsent) {
+		a.repend(p)
+		return nil, fmt.Errorf("%w: rollback of %s: %v; start it (`systemctl start NetworkManager`) and call Rollback again; the checkpoint stays pending until %s",
+			ErrNMGone, id, err, p.deadline.Format(time.RFC3339))
+	}
 	a.event(fmt.Sprintf("checkpoint %s rolled back on request", id))
 	return restored, err
 }
@@ -471,6 +534,12 @@ func (a *Applier) Close() error {
 	}
 	_, err := a.Rollback(context.Background(), p.id)
 	return err
+}
+
+// repend makes p (taken with take) pending again until its deadline.
+func (a *Applier) repend(p *pending) {
+	a.setPending(p)
+	p.timer.Reset(time.Until(p.deadline))
 }
 
 func (a *Applier) setPending(p *pending) {

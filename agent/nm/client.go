@@ -223,3 +223,25 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	st.State, _ = props["State"].Value().(uint32)
 	return st, nil
 }
+
+// Instance returns the unique bus name (":1.42") of the NetworkManager process that owns
+// org.freedesktop.NetworkManager. Each start of NetworkManager gets a new one, so two different
+// answers mean NetworkManager restarted in between — and lost its checkpoints, which live in its
+// memory only. No owner is an error wrapping ErrNotRunning.
+func (c *Client) Instance(ctx context.Context) (string, error) {
+	conn, err := c.Conn(ctx)
+	if err != nil {
+		return "", err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var owner string
+	call := conn.BusObject().CallWithContext(cctx, "org.freedesktop.DBus.GetNameOwner", 0, busName)
+	if call.Err != nil {
+		return "", c.wrap(cctx, "GetNameOwner", "/org/freedesktop/DBus", call.Err)
+	}
+	if err := call.Store(&owner); err != nil {
+		return "", fmt.Errorf("ask the system bus %s who owns %s: unexpected reply: %w", c.addr, busName, err)
+	}
+	return owner, nil
+}

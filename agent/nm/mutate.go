@@ -155,3 +155,13 @@ func (c *Client) Checkpoints(ctx context.Context) ([]dbus.ObjectPath, error) {
 	ps, _ := v.Value().([]dbus.ObjectPath)
 	return ps, nil
 }
+
+// Deactivate deactivates the active connection ac (the device stays managed and may autoconnect
+// another profile).
+func (c *Client) Deactivate(ctx context.Context, ac dbus.ObjectPath) error {
+	if err := c.call(ctx, nmPath, nmIface+".DeactivateConnection", []any{ac}); err != nil {
+		return fmt.Errorf("deactivate %s: %w", ac, err)
+	}
+	c.log.Info("nm: connection deactivated", "active", ac)
+	return nil
+}

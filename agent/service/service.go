@@ -362,6 +362,8 @@ func grpcError(err error) error {
 		code = codes.Aborted
 	case errors.Is(err, apply.ErrNoCheckpoint):
 		code = codes.NotFound
+	case errors.Is(err, apply.ErrNMGone):
+		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = codes.DeadlineExceeded
 	}

@@ -25,6 +25,11 @@ type NM struct {
 	ConnDir string
 	// ConfigFile is the NetworkManager.conf it was started with.
 	ConfigFile string
+
+	t    testing.TB
+	ns   *Netns
+	env  []string
+	argv []string
 }
 
 // NMOptions tunes StartNM.
@@ -64,7 +69,8 @@ mount -o remount,ro /sys
 mount -t tmpfs -o mode=0755 kvmnet-test-run /run
 mkdir -p /run/NetworkManager
 mount --bind "$1" /var/lib/NetworkManager
-shift
+mount --bind "$2" /run/NetworkManager
+shift 2
 exec "$@"
 `
 
@@ -75,8 +81,12 @@ func StartNM(t testing.TB, ns *Netns, bus *Bus, o NMOptions) *NM {
 	dir := t.TempDir()
 	connDir := filepath.Join(dir, "system-connections")
 	varLib := filepath.Join(dir, "var-lib")
+	// /run/NetworkManager outlives a Stop/Start, as /run does across `systemctl restart
+	// NetworkManager`: NetworkManager keeps there which profile each device runs, and without it a
+	// restarted NetworkManager takes over a configured device with a generated in-memory profile.
+	runNM := filepath.Join(dir, "run-nm")
 	confD := filepath.Join(dir, "conf.d")
-	for _, d := range []string{connDir, varLib, confD} {
+	for _, d := range []string{connDir, varLib, runNM, confD} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -98,13 +108,14 @@ func StartNM(t testing.TB, ns *Netns, bus *Bus, o NMOptions) *NM {
 	if err := os.WriteFile(conf, fmt.Appendf(nil, nmConfig, connDir, unmanaged), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	argv := []string{"unshare", "-m", "--propagation", "private", "--", "sh", "-c", nmWrapper, "nm-wrapper", varLib,
+	argv := []string{"unshare", "-m", "--propagation", "private", "--", "sh", "-c", nmWrapper, "nm-wrapper", varLib, runNM,
 		"NetworkManager", "--no-daemon", "--config=" + conf, "--config-dir=" + confD,
 		"--system-config-dir=" + confD, "--state-file=" + filepath.Join(varLib, "NetworkManager.state"),
 		"--intern-config=" + filepath.Join(varLib, "NetworkManager-intern.conf"),
 		"--pid-file=/run/NetworkManager/NetworkManager.pid"}
 	p := ns.Start("NetworkManager", []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, argv...)
-	nm := &NM{Proc: p, Bus: bus, ConnDir: connDir, ConfigFile: conf}
+	nm := &NM{Proc: p, Bus: bus, ConnDir: connDir, ConfigFile: conf, t: t, ns: ns,
+		env: []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, argv: argv}
 	// Stop NetworkManager before t.TempDir's removal (cleanups run last-in first-out; the namespace's own
 	// stop comes too late): otherwise it still writes var-lib while the directory goes, and the test
 	// fails with "TempDir RemoveAll cleanup: ... directory not empty" (seen in a CI run of TestSubscribe).
@@ -115,6 +126,30 @@ func StartNM(t testing.TB, ns *Netns, bus *Bus, o NMOptions) *NM {
 		t.Fatalf("NetworkManager in %s: %v; output:\n%s", ns.Name, err, p.Output())
 	}
 	return nm
+}
+
+// Stop stops NetworkManager by its PID (SIGTERM, as `systemctl stop NetworkManager` does; SIGKILL
+// after 3 s) and waits until it has exited. Its keyfiles and state directory stay for Start.
+func (n *NM) Stop() {
+	_ = n.Signal(syscall.SIGCONT) // a frozen NetworkManager ignores SIGTERM
+	n.Proc.Stop()
+}
+
+// Start starts NetworkManager again after Stop, with the same configuration, keyfile directory,
+// state directory and bus (the second half of `systemctl restart NetworkManager`), and waits until it
+// owns its bus name and answers (not for Startup=false: that waits for pending activations, e.g. a
+// DHCP profile whose server never answers). Proc is the new process afterwards.
+func (n *NM) Start() {
+	n.t.Helper()
+	if !n.Proc.Exited() {
+		n.t.Fatalf("NetworkManager (pid %d) still runs: Stop it first", n.PID())
+	}
+	p := n.ns.Start("NetworkManager", n.env, n.argv...)
+	n.Proc = p
+	n.t.Cleanup(p.Stop) // before t.TempDir's removal, as in StartNM
+	if err := n.waitAnswers(30 * time.Second); err != nil {
+		n.t.Fatalf("NetworkManager restarted in %s: %v; output:\n%s", n.ns.Name, err, p.Output())
+	}
 }
 
 // PID is NetworkManager's process id.
@@ -145,6 +180,27 @@ func (n *NM) WaitReady(timeout time.Duration) error {
 		}
 		startup, _ := v.Value().(bool)
 		return !startup, nil
+	})
+}
+
+// waitAnswers waits until NetworkManager answers on the bus: its Version property is readable.
+func (n *NM) waitAnswers(timeout time.Duration) error {
+	conn, err := dbus.Connect(n.Bus.Address)
+	if err != nil {
+		return fmt.Errorf("connect to private bus %s: %w", n.Bus.Address, err)
+	}
+	defer conn.Close()
+	return WaitFor(timeout, 20*time.Millisecond, func() (bool, error) {
+		if n.Proc.Exited() {
+			return false, fmt.Errorf("NetworkManager exited")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var v dbus.Variant
+		err := conn.Object("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager").
+			CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", dbus.FlagNoAutoStart,
+				"org.freedesktop.NetworkManager", "Version").Store(&v)
+		return err == nil, err
 	})
 }
 
@@ -194,14 +250,21 @@ type NMLabOptions struct {
 	DnsmasqExtra []string
 	// NoNM leaves NetworkManager unstarted (Bus is still started).
 	NoNM bool
+	// Prefix of the two namespaces' names (default "nm"): the prefix of the engineer or test that
+	// owns them.
+	Prefix string
 }
 
-// NewNMLab builds an NMLab: two namespaces with the "nm" prefix, the bridge 10.77.0.1/24 with
+// NewNMLab builds an NMLab: two namespaces with Prefix ("nm" by default), the bridge 10.77.0.1/24 with
 // dnsmasq leasing 10.77.0.100-199, the NICs, the private bus and NetworkManager.
 func NewNMLab(t testing.TB, o NMLabOptions) *NMLab {
 	t.Helper()
-	guest := NewNetns(t, "nm")
-	host := NewNetns(t, "nm")
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = "nm"
+	}
+	guest := NewNetns(t, prefix)
+	host := NewNetns(t, prefix)
 	lab := &NMLab{Guest: guest, Host: host, NICs: o.NICs, BridgeCIDR: "10.77.0.1/24"}
 	host.Bridge("br0", lab.BridgeCIDR)
 	for i, nic := range o.NICs {
