@@ -7,6 +7,29 @@
 // everything back unless Confirm arrives in time, and Rollback on request or on any failed step.
 // Every change is logged.
 //
+// NetworkManager restarting (stopped and started again, as `systemctl restart NetworkManager` does)
+// loses its checkpoints, which live in its memory only, while its saved profiles survive on disk. The
+// Applier notes which NetworkManager process (its unique bus name, through the NMRestarts seam) holds
+// the checkpoint, and records on its own side the profiles an Apply created (uuid), deleted and
+// changed (settings before), and which profile was active on each touched interface. It guarantees:
+//   - Restart during Apply (e.g. in the lease wait): Apply returns as soon as NetworkManager answers
+//     again (waiting at most Options.NMRestartWait, default 10 s) with ErrRolledBack naming the
+//     restart, after restoring from its record: created profiles deleted, deleted ones re-added with
+//     their uuids, changed settings put back, the previous profile re-activated (and its IPv4 awaited
+//     when it had one). Nothing stays pending.
+//   - NetworkManager stopped during Apply and not back within NMRestartWait: Apply returns ErrNMGone
+//     telling the user to start NetworkManager; nothing is restored yet and the checkpoint stays
+//     pending, marked "Apply did not complete" (first Change of GetState's pending checkpoint). Only
+//     Rollback is accepted (Confirm is refused); Rollback restores once NetworkManager runs, and so
+//     does the deadline (retried every RestoreRetry while NetworkManager is away).
+//   - Restart while a checkpoint is pending (after Apply, before Confirm): nothing changes for the
+//     caller. Confirm keeps the changes (nothing left to destroy in NetworkManager); Rollback and the
+//     deadline restore from the record instead of NetworkManager's checkpoint. NetworkManager's own
+//     fallback timer (for an agent that dies too) is gone with the restart.
+//
+// Tests: nmrestart_test.go (fakes) and agent/service TestNMRestartDuringApply,
+// TestNMRestartWhilePending and TestNMStoppedDuringApply (real NetworkManager, restarted by PID).
+//
 // It must never import gRPC server code or netlink: the current NICs come through the NICLister seam
 // and NetworkManager through the NM interface (agent/nm's *Client satisfies it).
 package apply
