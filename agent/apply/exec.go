@@ -224,21 +224,14 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	a.log.Info("apply start", "checkpoint", p.id, "nm_checkpoint", p.nmCP, "steps", len(plan.Steps), "rollback_timeout", r.RollbackTimeout)
 	for i, s := range plan.Steps {
 		err := a.exec(ctx, p, s)
-		if s.NM() {
-			// A restart takes NetworkManager's checkpoint with it; a step may even have "succeeded"
-			// against the new process. Either way the Apply cannot keep its promise: restore.
-			if why, lost := a.nmLost(ctx, p); lost {
-				return nil, a.nmGone(ctx, p, i, s, err, why, r.RollbackTimeout)
-			}
+		lost := false
+		if s.NM() && err == nil {
+			// A restart takes NetworkManager's checkpoint with it, and a step may even have
+			// "succeeded" against the new process: the Apply can no longer keep its promise.
+			_, lost = a.nmLost(ctx, p)
 		}
-		if err != nil {
-			restored, rerr := a.rollback(context.WithoutCancel(ctx), p)
-			msg := fmt.Sprintf("step %d (%s) failed: %v; rolled back at once: %s", i+1, s.Change.Summary, err, strings.Join(restored, "; "))
-			if rerr != nil {
-				msg += "; rollback problems: " + rerr.Error()
-			}
-			a.log.Error("apply failed", "checkpoint", p.id, "error", msg)
-			return nil, fmt.Errorf("%w: %s", ErrRolledBack, msg)
+		if err != nil || lost {
+			return nil, a.abort(ctx, p, i, s, err, r.RollbackTimeout)
 		}
 		a.log.Info("change made", "checkpoint", p.id, "kind", s.Change.Kind, "target", s.Change.Target, "summary", s.Change.Summary)
 	}
@@ -339,61 +332,14 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 	var restored []string
 	var errs []error
-	if why, lost := a.nmLost(ctx, p); lost {
-		res, err := a.restoreProfiles(ctx, p)
-		if errors.Is(err, errNMAbsent) {
-			a.log.Warn("rollback waits for NetworkManager", "checkpoint", p.id, "why", why, "error", err)
-			return nil, err
-		}
-		restored = append(restored, "NetworkManager's checkpoint "+string(p.nmCP)+" was lost with the NetworkManager process that held it; profiles restored from the agent's own record")
-		restored = append(restored, res...)
-		if err != nil {
-			errs = append(errs, err)
-		}
-	} else if p.nmCP != "" {
-		res, err := a.o.NM.CheckpointRollback(ctx, p.nmCP)
-		switch {
-		case err != nil && strings.Contains(err.Error(), "does not exist"):
-			restored = append(restored, "NetworkManager had already rolled back checkpoint "+string(p.nmCP))
-		case err != nil:
-			errs = append(errs, err)
-		default:
-			var devs []string
-			for d, r := range res {
-				devs = append(devs, fmt.Sprintf("%s=%d", filepath.Base(d), r))
-			}
-			restored = append(restored, "NetworkManager checkpoint rolled back (devices "+strings.Join(devs, " ")+")")
-		}
-		for _, s := range p.deleted {
-			uuid, _ := s["connection"]["uuid"].Value().(string)
-			id, _ := s["connection"]["id"].Value().(string)
-			if _, err := a.o.NM.ProfileByUUID(ctx, uuid); err == nil {
-				restored = append(restored, "profile "+id+" restored")
-				continue
-			}
-			if _, err := a.o.NM.AddProfile(ctx, nm.WritableCopy(s)); err != nil {
-				errs = append(errs, fmt.Errorf("re-add deleted profile %s: %w", id, err))
-				continue
-			}
-			restored = append(restored, "profile "+id+" re-added")
-		}
-		for uuid, s := range p.updated {
-			id, _ := s["connection"]["id"].Value().(string)
-			path, err := a.o.NM.ProfileByUUID(ctx, uuid)
-			if err != nil {
-				continue
-			}
-			cur, err := a.o.NM.Settings(ctx, path)
-			if err == nil && nm.ParseProfile(path, cur).String() == nm.ParseProfile(path, s).String() {
-				restored = append(restored, "profile "+id+" restored")
-				continue
-			}
-			if err := a.o.NM.UpdateProfile(ctx, path, nm.WritableCopy(s)); err != nil {
-				errs = append(errs, fmt.Errorf("restore settings of profile %s: %w", id, err))
-				continue
-			}
-			restored = append(restored, "profile "+id+" settings restored")
-		}
+	res, err := a.rollbackNM(ctx, p)
+	if errors.Is(err, errNMAbsent) {
+		a.log.Warn("rollback waits for NetworkManager", "checkpoint", p.id, "why", p.lost, "error", err)
+		return nil, err
+	}
+	restored = append(restored, res...)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	for k, v := range p.sysctl {
 		if err := a.o.Sysctl.Set(k, v); err != nil {
@@ -415,6 +361,123 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 	}
 	a.log.Info("rolled back", "checkpoint", p.id, "restored", strings.Join(restored, "; "), "errors", len(errs))
 	return restored, errors.Join(errs...)
+}
+
+// rollbackNM undoes p's NetworkManager changes: through its checkpoint while the NetworkManager
+// process holding it runs, else (it restarted or stopped, before or during this rollback) from the
+// agent's own record, which then decides whatever the checkpoint did or did not do.
+func (a *Applier) rollbackNM(ctx context.Context, p *pending) ([]string, error) {
+	if p.nmCP == "" {
+		return nil, nil
+	}
+	if _, lost := a.nmLost(ctx, p); !lost {
+		restored, err := a.rollbackCheckpoint(ctx, p)
+		if _, lost := a.nmLost(ctx, p); !lost {
+			return restored, err
+		}
+	}
+	res, err := a.restoreProfiles(ctx, p)
+	if errors.Is(err, errNMAbsent) {
+		return nil, err
+	}
+	return append([]string{"NetworkManager's checkpoint " + string(p.nmCP) + " was lost with the NetworkManager process that held it; profiles restored from the agent's own record"}, res...), err
+}
+
+// rollbackCheckpoint rolls back NetworkManager's checkpoint, then re-adds or restores the profiles
+// it does not restore by itself (deleted or changed profiles that were not active).
+func (a *Applier) rollbackCheckpoint(ctx context.Context, p *pending) ([]string, error) {
+	var restored []string
+	var errs []error
+	res, err := a.o.NM.CheckpointRollback(ctx, p.nmCP)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "does not exist"):
+		restored = append(restored, "NetworkManager had already rolled back checkpoint "+string(p.nmCP))
+	case err != nil:
+		errs = append(errs, err)
+	default:
+		var devs []string
+		for d, r := range res {
+			devs = append(devs, fmt.Sprintf("%s=%d", filepath.Base(d), r))
+		}
+		restored = append(restored, "NetworkManager checkpoint rolled back (devices "+strings.Join(devs, " ")+")")
+	}
+	for _, s := range p.deleted {
+		uuid, _ := s["connection"]["uuid"].Value().(string)
+		id, _ := s["connection"]["id"].Value().(string)
+		if _, err := a.o.NM.ProfileByUUID(ctx, uuid); err == nil {
+			restored = append(restored, "profile "+id+" restored")
+			continue
+		}
+		if _, err := a.o.NM.AddProfile(ctx, nm.WritableCopy(s)); err != nil {
+			errs = append(errs, fmt.Errorf("re-add deleted profile %s: %w", id, err))
+			continue
+		}
+		restored = append(restored, "profile "+id+" re-added")
+	}
+	for uuid, s := range p.updated {
+		id, _ := s["connection"]["id"].Value().(string)
+		path, err := a.o.NM.ProfileByUUID(ctx, uuid)
+		if err != nil {
+			continue
+		}
+		cur, err := a.o.NM.Settings(ctx, path)
+		if err == nil && nm.ParseProfile(path, cur).String() == nm.ParseProfile(path, s).String() {
+			restored = append(restored, "profile "+id+" restored")
+			continue
+		}
+		if err := a.o.NM.UpdateProfile(ctx, path, nm.WritableCopy(s)); err != nil {
+			errs = append(errs, fmt.Errorf("restore settings of profile %s: %w", id, err))
+			continue
+		}
+		restored = append(restored, "profile "+id+" settings restored")
+	}
+	return restored, errors.Join(errs...)
+}
+
+// abort ends an Apply whose step i failed (stepErr), or after which NetworkManager turned out to be
+// a different process: everything is rolled back at once. When NetworkManager restarted, the error
+// names the restart and the restore from the agent's record; when it stopped and is not back within
+// NMRestartWait, nothing is restored yet, the checkpoint stays pending (incomplete: only Rollback)
+// and the error, wrapping ErrNMGone, tells the user to start NetworkManager.
+func (a *Applier) abort(ctx context.Context, p *pending, i int, s Step, stepErr error, rollbackTimeout time.Duration) error {
+	start := time.Now()
+	restored, err := a.rollback(context.WithoutCancel(ctx), p)
+	if p.lost == "" {
+		msg := fmt.Sprintf("step %d (%s) failed: %v; rolled back at once: %s", i+1, s.Change.Summary, stepErr, strings.Join(restored, "; "))
+		if err != nil {
+			msg += "; rollback problems: " + err.Error()
+		}
+		a.log.Error("apply failed", "checkpoint", p.id, "error", msg)
+		return fmt.Errorf("%w: %s", ErrRolledBack, msg)
+	}
+	at := fmt.Sprintf("step %d (%s)", i+1, s.Change.Summary)
+	if stepErr != nil && !errors.Is(stepErr, nm.ErrNotRunning) {
+		at += " failed: " + stepErr.Error()
+	}
+	if errors.Is(err, errNMAbsent) {
+		p.incomplete = true
+		p.changes = append([]*kvmnetv1.Change{{Kind: "checkpoint", Target: p.id,
+			Summary: fmt.Sprintf("Apply did not complete: %s at %s; only Rollback is accepted, once NetworkManager runs", p.lost, at)}}, p.changes...)
+		p.deadline = time.Now().Add(rollbackTimeout)
+		id := p.id
+		p.timer = time.AfterFunc(rollbackTimeout, func() { a.expire(id) })
+		a.setPending(p)
+		msg := fmt.Sprintf("%s during Apply, at %s, and is not back after %s: start it (`systemctl start NetworkManager`). Nothing was restored yet: checkpoint %s stays pending with the agent's record of every change; once NetworkManager runs, Rollback %s restores the previous profiles, and the agent does so by itself at %s",
+			p.lost, at, time.Since(start).Round(100*time.Millisecond), p.id, p.id, p.deadline.Format(time.RFC3339))
+		a.log.Error("apply interrupted", "checkpoint", p.id, "error", msg)
+		a.event("checkpoint " + p.id + ": " + msg)
+		return fmt.Errorf("%w: %s", ErrNMGone, msg)
+	}
+	why := p.lost
+	if why == "NetworkManager stopped" {
+		why = fmt.Sprintf("NetworkManager restarted (it stopped and was back within %s)", time.Since(start).Round(100*time.Millisecond))
+	}
+	msg := fmt.Sprintf("%s during Apply, at %s; the previous configuration was restored: %s", why, at, strings.Join(restored, "; "))
+	if err != nil {
+		msg += "; rollback problems: " + err.Error()
+	}
+	a.log.Error("apply failed", "checkpoint", p.id, "error", msg)
+	return fmt.Errorf("%w: %s", ErrRolledBack, msg)
 }
 
 func (a *Applier) expire(id string) {

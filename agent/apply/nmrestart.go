@@ -9,7 +9,6 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/nm"
-	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
 // NMRestarts is implemented by NetworkManager backends that can tell one NetworkManager process
@@ -287,41 +286,4 @@ func (a *Applier) reactivate(ctx context.Context, st nm.State, iface, want strin
 		return "profile " + pr.ID + " re-activated on " + iface, fmt.Errorf("profile %s on %s: %w", pr.ID, iface, err)
 	}
 	return fmt.Sprintf("profile %s re-activated on %s (%s)", pr.ID, iface, strings.Join(addrs, ",")), nil
-}
-
-// nmGone ends an Apply whose NetworkManager went away at step i (stepErr is that step's error, nil
-// when it ran against the new NetworkManager): it restores from the agent's record once
-// NetworkManager is back, or, when it is not back in time, leaves the checkpoint pending for
-// Rollback (and the deadline) and tells the user to start NetworkManager.
-func (a *Applier) nmGone(ctx context.Context, p *pending, i int, s Step, stepErr error, why string, rollbackTimeout time.Duration) error {
-	at := fmt.Sprintf("step %d (%s)", i+1, s.Change.Summary)
-	if stepErr != nil && !errors.Is(stepErr, nm.ErrNotRunning) {
-		at += " failed: " + stepErr.Error()
-	}
-	start := time.Now()
-	restored, err := a.rollback(context.WithoutCancel(ctx), p)
-	if errors.Is(err, errNMAbsent) {
-		p.incomplete = true
-		p.changes = append([]*kvmnetv1.Change{{Kind: "checkpoint", Target: p.id,
-			Summary: fmt.Sprintf("Apply did not complete: %s at %s; only Rollback is accepted, once NetworkManager runs", why, at)}}, p.changes...)
-		p.deadline = time.Now().Add(rollbackTimeout)
-		id := p.id
-		p.timer = time.AfterFunc(rollbackTimeout, func() { a.expire(id) })
-		a.setPending(p)
-		msg := fmt.Sprintf("%s during Apply, at %s, and is not back after %s: start it (`systemctl start NetworkManager`). Nothing was restored yet: checkpoint %s stays pending with the agent's record of every change; once NetworkManager runs, Rollback %s restores the previous profiles, and the agent does so by itself at %s",
-			why, at, time.Since(start).Round(100*time.Millisecond), p.id, p.id, p.deadline.Format(time.RFC3339))
-		a.log.Error("apply interrupted", "checkpoint", p.id, "error", msg)
-		a.event("checkpoint " + p.id + ": " + msg)
-		return fmt.Errorf("%w: %s", ErrNMGone, msg)
-	}
-	if why == "NetworkManager stopped" {
-		why = fmt.Sprintf("NetworkManager restarted (it stopped and was back within %s)", time.Since(start).Round(100*time.Millisecond))
-	}
-	msg := fmt.Sprintf("%s during Apply, at %s; the previous configuration was restored: %s",
-		why, at, strings.Join(restored, "; "))
-	if err != nil {
-		msg += "; rollback problems: " + err.Error()
-	}
-	a.log.Error("apply failed", "checkpoint", p.id, "error", msg)
-	return fmt.Errorf("%w: %s", ErrRolledBack, msg)
 }
