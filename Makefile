@@ -9,7 +9,7 @@ BIN     := bin
 GOFLAGS_AGENT := CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags '$(LDFLAGS)'
 
 .PHONY: all deps generate build build-agent build-ctl test test-unit test-integration test-lab fuzz-short \
-        lint bench packages lab-packages man lab-up lab-down demo clean
+        lint bench bench-lab packages lab-packages man lab-up lab-down demo clean
 
 all: build
 
@@ -60,6 +60,11 @@ lint:
 ## bench: benchmarks that print numbers (see BENCHMARKS.md).
 bench: build
 	bash scripts/bench.sh
+
+## bench-lab: RPC latency over the real virtio-serial channel of one booted lab guest (own lab
+## kvmnet-lab-bench, torn down afterwards; see scripts/lab/bench).
+bench-lab: build lab-packages
+	bash scripts/lab/bench
 
 ## packages: .deb and .rpm for amd64 and arm64 into dist/.
 packages:

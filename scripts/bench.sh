@@ -2,7 +2,8 @@
 # Runs the benchmarks that carry kvmnet's speed and memory targets (controller/perf) and prints them
 # as a table. `make bench` runs it after `make build`: the fan-out and baseline use bin/kvmnetctl
 # and virsh as subprocesses, the footprint runs bin/kvmnet-agent in a throwaway network namespace
-# (root needed). Results for this machine are recorded in BENCHMARKS.md.
+# (root needed). Results for this machine are recorded in BENCHMARKS.md. RPC latency over the real
+# virtio-serial channel of a booted guest is `make bench-lab` (scripts/lab/bench), not part of this.
 #   BENCH_RPC_N   RPCs per latency benchmark (default 3000)
 #   KVMNET_IDLE   idle window of the wakeup measurement (default 20s)
 set -euo pipefail
