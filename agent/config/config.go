@@ -32,6 +32,12 @@ type Config struct {
 	DefaultRollbackTimeout time.Duration `yaml:"default_rollback_timeout"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
+	// HostKeepalive makes the agent ping a connected host after this long without traffic and drop
+	// the connection when the ping goes unanswered for 5 s, freeing a single-client virtio-serial
+	// port held by a host process that hangs without closing it. Default 0: no pings, so an idle
+	// agent never wakes up (a host that exits or closes its connection is noticed without pings on
+	// every transport). When set: at least 10s.
+	HostKeepalive time.Duration `yaml:"host_keepalive"`
 }
 
 // Default returns the configuration used when no file exists.

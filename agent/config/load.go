@@ -104,6 +104,9 @@ func (c Config) Validate() error {
 	if !path.IsAbs(c.StateDir) {
 		errs = append(errs, fmt.Errorf("state_dir %q: must be an absolute path (taken relative to root)", c.StateDir))
 	}
+	if c.HostKeepalive < 0 || (c.HostKeepalive > 0 && c.HostKeepalive < 10e9) {
+		errs = append(errs, fmt.Errorf("host_keepalive %s: must be 0 (no pings) or at least 10s", c.HostKeepalive))
+	}
 	if c.DefaultRollbackTimeout < 10e9 || c.DefaultRollbackTimeout > 3600e9 {
 		errs = append(errs, fmt.Errorf("default_rollback_timeout %s: must be between 10s and 1h", c.DefaultRollbackTimeout))
 	}

@@ -26,6 +26,8 @@ func TestLoad(t *testing.T) {
 				c.DefaultRollbackTimeout = 2 * time.Minute
 				c.LogLevel = "debug"
 			}},
+		{name: "host keepalive parsed", file: ptr("host_keepalive: 5m\n"),
+			want: func(c *Config) { c.HostKeepalive = 5 * time.Minute }},
 		{name: "unknown key is named", file: ptr("allow_aply: false\n"), wantErr: []string{"unknown key allow_aply", "allow_apply"}},
 		{name: "wrong type", file: ptr("allow_apply: maybe\n"), wantErr: []string{"maybe"}},
 		{name: "bad yaml", file: ptr("listen: [\n"), wantErr: []string{"invalid YAML"}},
@@ -94,6 +96,9 @@ func TestValidate(t *testing.T) {
 		{name: "relative state dir", mod: func(c *Config) { c.StateDir = "var" }, wantErr: `state_dir "var"`},
 		{name: "rollback too long", mod: func(c *Config) { c.DefaultRollbackTimeout = 2 * time.Hour }, wantErr: "between 10s and 1h"},
 		{name: "bad log level", mod: func(c *Config) { c.LogLevel = "trace" }, wantErr: `log_level "trace"`},
+		{name: "host keepalive on", mod: func(c *Config) { c.HostKeepalive = 5 * time.Minute }},
+		{name: "host keepalive too short", mod: func(c *Config) { c.HostKeepalive = 2 * time.Second }, wantErr: "host_keepalive 2s: must be 0 (no pings) or at least 10s"},
+		{name: "host keepalive negative", mod: func(c *Config) { c.HostKeepalive = -time.Second }, wantErr: "host_keepalive -1s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -94,10 +94,15 @@ func TestIdleRelease(t *testing.T) {
 	if err := waitUntil(5*time.Second, func() bool { return released.Load() >= 1 }); err != nil {
 		t.Fatalf("memory never released after the burst went idle")
 	}
+	// On a loaded machine a gap of more than one idle period inside the burst is a legitimate
+	// release of its own; what must not happen is a release while nothing runs.
+	time.Sleep(300 * time.Millisecond)
+	settled := released.Load()
 	time.Sleep(500 * time.Millisecond) // five idle periods
-	if n := released.Load(); n != 1 {
-		t.Errorf("released %d times after one burst, want exactly 1 (one-shot, not periodic)", n)
+	if n := released.Load(); n != settled {
+		t.Errorf("released %d more times while idle after the burst, want 0 (one-shot, not periodic)", n-settled)
 	}
+	t.Logf("releases during and after a 200-RPC burst: %d", settled)
 	t.Run("disabled", func(t *testing.T) {
 		var n atomic.Int64
 		s := New(&fakeAgent{}, Options{IdleRelease: -1, ReleaseMemory: func() { n.Add(1) }})

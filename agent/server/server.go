@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"runtime/debug"
@@ -53,6 +54,13 @@ type Options struct {
 	// ReleaseMemory is what IdleRelease calls. Default: two GCs (sync.Pool buffers survive one) and
 	// debug.FreeOSMemory.
 	ReleaseMemory func()
+	// HostKeepalive is config.Config.HostKeepalive: after this long without traffic from a connected
+	// host the server pings it and drops the connection if the ping is not answered within 5 s.
+	// Zero (the default) sends no pings, so an idle agent with a connected host never wakes up: every
+	// transport reports a host that goes away by itself (the kernel ends unix and vsock connections,
+	// the virtio-serial port reads EOF once the host side closes). Pings only catch a host that stays
+	// connected but stops answering.
+	HostKeepalive time.Duration
 }
 
 // GatedMethods are the RPCs report-only mode refuses.
@@ -111,8 +119,7 @@ func New(svc kvmnetv1.AgentServer, opts Options) *Server {
 		// The controller pings every 10 s (gRPC's client minimum) with or without active RPCs;
 		// allow it, and punish only clients pinging faster than every 5 s.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		// Detect a vanished host in ~20 s so a single-stream transport is freed for the next one.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime(opts.HostKeepalive), Timeout: 5 * time.Second}),
 		grpc.ChainUnaryInterceptor(s.track, s.logUnary, s.gate, s.capDeadline),
 		grpc.ChainStreamInterceptor(s.logStream),
 	)
@@ -164,6 +171,15 @@ func ReportOnlyError(method, configPath string) error {
 
 // releaseMemory empties gRPC's buffer pools (a sync.Pool survives one GC in its victim cache) and
 // returns the freed pages to the operating system.
+// keepaliveTime maps Options.HostKeepalive to gRPC's keepalive time: zero is "never" (gRPC's own
+// zero means its 2 h default).
+func keepaliveTime(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Duration(math.MaxInt64)
+	}
+	return d
+}
+
 func releaseMemory() {
 	runtime.GC()
 	debug.FreeOSMemory()

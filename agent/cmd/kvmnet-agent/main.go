@@ -214,7 +214,7 @@ func run(ctx context.Context, args []string, e env, stderr io.Writer, newSvc New
 		log.Error("no transport", "err", err)
 		return 1
 	}
-	srv := server.New(svc, server.Options{AllowApply: cfg.AllowApply, ConfigPath: f.configPath, Logger: log})
+	srv := server.New(svc, server.Options{AllowApply: cfg.AllowApply, ConfigPath: f.configPath, Logger: log, HostKeepalive: cfg.HostKeepalive})
 	var wg sync.WaitGroup
 	failed := make(chan error, len(ls))
 	for i, l := range ls {
