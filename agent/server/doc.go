@@ -1,5 +1,6 @@
 // Package server builds kvmnet-agent's gRPC server around a kvmnetv1.AgentServer: message size
-// limits, keepalive enforcement suited to single-stream transports (virtio-serial), a cap on every
+// limits, keepalive enforcement suited to single-stream transports (virtio-serial) and no pings of
+// its own unless HostKeepalive asks for them (so an idle agent never wakes up), a cap on every
 // unary RPC's deadline, request logging, and the report-only gate (allow_apply: false makes Apply,
 // Confirm and Rollback answer PERMISSION_DENIED). It serves on any net.Listener from agent/transport.
 //
