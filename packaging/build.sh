@@ -7,7 +7,8 @@
 # Environment: DIST (output directory, default dist), NFPM (nfpm binary; default: the one on PATH or in
 # $(go env GOPATH)/bin, go-installed at v2.45.2 when missing), AGENT_ARCHES (default "amd64 arm64"),
 # CTL_ARCHES (default: the build machine's arch, plus other arches for which a C cross compiler
-# <triplet>-gcc is installed: kvmnetctl needs cgo).
+# <triplet>-gcc and the target's libc are installed: kvmnetctl needs cgo; on Debian 12 amd64,
+# gcc-aarch64-linux-gnu + libc6-dev-arm64-cross, which scripts/install-deps.sh installs).
 #
 # Output: dist/kvmnet-agent_<ver>_<arch>.deb, dist/kvmnet-agent-<ver>.<rpmarch>.rpm (x86_64, aarch64),
 # the same for kvmnetctl, dist/VERSION (the package version) and dist/build/ (binaries, man pages,
@@ -24,7 +25,7 @@ NFPM_VERSION=v2.45.2
 HOST_ARCH=$(go env GOHOSTARCH)
 AGENT_ARCHES=${AGENT_ARCHES:-"amd64 arm64"}
 
-log() { printf 'build.sh: %s\n' "$*" >&2; }
+log() { printf 'build.sh [%ss]: %s\n' "$SECONDS" "$*" >&2; }
 
 # pkg_version turns `git describe` output into a version dpkg and rpm both accept and order sensibly:
 # no leading "v", starts with a digit, no "-" (rpm forbids it): v1.2.0-5-gabc123-dirty ->
@@ -48,19 +49,37 @@ rpm_arch() {
 	esac
 }
 
-# cross_cc prints the C compiler for a cgo build for GOARCH $1, or nothing when none is installed.
+# cross_pkgs names the Debian packages that give a cgo cross build for GOARCH $1 its C compiler and the
+# target's C library (headers, crt1.o, libc.so): Debian 12, amd64 build machine -> arm64.
+cross_pkgs() {
+	case $1 in
+	amd64) echo "gcc-x86-64-linux-gnu libc6-dev-amd64-cross" ;;
+	arm64) echo "gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
+	esac
+}
+
+# cross_cc prints the C compiler for a cgo build for GOARCH $1, or nothing when none is usable.
+# No CGO_CFLAGS: with -tags libvirt_dlopen, libvirt.org/go/libvirt defines LIBVIRT_DLOPEN and includes
+# none of libvirt's headers (only <stddef.h> and its own generated declarations), so a cross build needs
+# no libvirt-dev at all; adding the build machine's -I/usr/include would mix amd64 glibc headers in.
 cross_cc() {
 	if [[ $1 == "$HOST_ARCH" ]]; then
 		echo "${CC:-gcc}"
 		return
 	fi
-	local triplet
+	local triplet cc
 	case $1 in
 	amd64) triplet=x86_64-linux-gnu ;;
 	arm64) triplet=aarch64-linux-gnu ;;
-	*) return ;;
+	*) return 0 ;;
 	esac
-	command -v "$triplet-gcc" || true
+	cc=$(command -v "$triplet-gcc") || return 0
+	# A cross gcc without the target's libc development files compiles but cannot link.
+	if [[ $("$cc" -print-file-name=crt1.o) != /* ]]; then
+		log "$cc has no crt1.o for $1: the target's C library is missing ($(cross_pkgs "$1"))"
+		return 0
+	fi
+	echo "$cc"
 }
 
 PKG_VERSION=$(pkg_version "$RAW_VERSION")
@@ -93,7 +112,7 @@ else
 			if [[ -n $(cross_cc "$arch") ]]; then
 				ctl_arches="$ctl_arches $arch"
 			else
-				log "kvmnetctl linux/$arch skipped: cgo needs a C cross compiler ($(rpm_arch "$arch")-linux-gnu-gcc, Debian package gcc-$(rpm_arch "$arch" | tr _ -)-linux-gnu)"
+				log "kvmnetctl linux/$arch skipped: cgo needs a C cross compiler and the target's libc (Debian 12: apt-get install $(cross_pkgs "$arch"); scripts/install-deps.sh installs them)"
 			fi
 		fi
 	done
@@ -101,7 +120,7 @@ fi
 for arch in $ctl_arches; do
 	cc=$(cross_cc "$arch")
 	if [[ -z $cc ]]; then
-		log "kvmnetctl linux/$arch: no C compiler for cgo"
+		log "kvmnetctl linux/$arch: no C compiler for cgo (Debian 12: apt-get install $(cross_pkgs "$arch"))"
 		exit 1
 	fi
 	log "kvmnetctl linux/$arch (cgo, -tags libvirt_dlopen, CC=$cc)"

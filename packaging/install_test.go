@@ -20,6 +20,21 @@ const essentialCache = "/var/cache/kvmnet-test/pk-bookworm-essential"
 func debianRoot(t *testing.T) string {
 	t.Helper()
 	testenv.Require(t, "mmdebstrap", "dpkg", "cp", "chroot")
+	ensureEssentialCache(t)
+	// Short path: dpkg and the maintainer scripts run chrooted there.
+	base, err := os.MkdirTemp("", "kvmnet-pk-root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	root := filepath.Join(base, "root")
+	run(t, "cp", "-a", essentialCache, root)
+	return root
+}
+
+// ensureEssentialCache builds essentialCache when it is missing.
+func ensureEssentialCache(t *testing.T) {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(essentialCache, "var/lib/dpkg/status")); err != nil {
 		must(t, os.MkdirAll(filepath.Dir(essentialCache), 0o755))
 		partial := essentialCache + ".partial-" + filepath.Base(t.TempDir())
@@ -33,15 +48,6 @@ func debianRoot(t *testing.T) string {
 			_ = os.RemoveAll(partial) // a parallel test won the race
 		}
 	}
-	// Short path: dpkg and the maintainer scripts run chrooted there.
-	base, err := os.MkdirTemp("", "kvmnet-pk-root")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(base) })
-	root := filepath.Join(base, "root")
-	run(t, "cp", "-a", essentialCache, root)
-	return root
 }
 
 // stubInvokers replaces the tools that would start or stop services with scripts that only log their
@@ -65,7 +71,7 @@ func invoked(root string) string {
 }
 
 // tree lists every path under root (relative, with a / suffix for directories), skipping dpkg's own
-// bookkeeping and logs, and the test's stubs.
+// and rpm's bookkeeping and logs, and the test's stubs.
 func tree(t *testing.T, root string) map[string]bool {
 	t.Helper()
 	m := map[string]bool{}
@@ -74,7 +80,7 @@ func tree(t *testing.T, root string) map[string]bool {
 			return err
 		}
 		rel := strings.TrimPrefix(p, root)
-		for _, skip := range []string{"/var/lib/dpkg/", "/var/log/", "/kvmnet-invoked.log"} {
+		for _, skip := range []string{"/var/lib/dpkg/", "/var/lib/rpm/", "/var/log/", "/kvmnet-invoked.log"} {
 			if strings.HasPrefix(rel+"/", skip) || rel == strings.TrimSuffix(skip, "/") {
 				if d.IsDir() {
 					return fs.SkipDir

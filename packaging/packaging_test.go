@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -250,12 +252,33 @@ func TestAgentRPMMetadataAndContents(t *testing.T) {
 	}
 }
 
+// crossCC is the C compiler build.sh needs for a kvmnetctl (cgo) of each arch on another machine.
+var crossCC = map[string]string{"amd64": "x86_64-linux-gnu-gcc", "arm64": "aarch64-linux-gnu-gcc"}
+
+// TestCtlPackages checks kvmnetctl's .deb and .rpm for amd64 and arm64: metadata, files, modes, and
+// the binary (machine, libc only, libvirt through dlopen, glibc symbol versions within the declared
+// dependency).
 func TestCtlPackages(t *testing.T) {
 	d, ver := dist(t)
-	deb := filepath.Join(d, "kvmnetctl_"+ver+"_amd64.deb")
-	rpm := filepath.Join(d, "kvmnetctl-"+ver+".x86_64.rpm")
-	if dep := strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, "Depends")); dep != "libc6 (>= 2.34), libvirt0" {
-		t.Errorf("Depends = %q", dep)
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			if arch != runtime.GOARCH {
+				// build.sh builds this arch only with a C cross compiler (scripts/install-deps.sh installs it).
+				testenv.Require(t, crossCC[arch])
+			}
+			checkCtlDeb(t, filepath.Join(d, "kvmnetctl_"+ver+"_"+debArch(arch)+".deb"), ver, arch)
+			checkCtlRPM(t, filepath.Join(d, "kvmnetctl-"+ver+"."+rpmArch(arch)+".rpm"), ver, arch)
+		})
+	}
+}
+
+func checkCtlDeb(t *testing.T, deb, ver, arch string) {
+	t.Helper()
+	for field, want := range map[string]string{"Package": "kvmnetctl", "Version": ver, "Architecture": debArch(arch),
+		"Depends": "libc6 (>= 2.34), libvirt0"} {
+		if got := strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, field)); got != want {
+			t.Errorf("%s: %s = %q, want %q", filepath.Base(deb), field, got, want)
+		}
 	}
 	files := debContents(t, deb)
 	var man int
@@ -277,26 +300,25 @@ func TestCtlPackages(t *testing.T) {
 		"/usr/share/fish/vendor_completions.d/kvmnetctl.fish": "-rw-r--r--",
 		"/usr/lib/tmpfiles.d/kvmnet.conf":                     "-rw-r--r--",
 	} {
-		if e, ok := files[p]; !ok || e.perms != perms {
-			t.Errorf("deb %s: %+v present=%v, want %s", p, e, ok, perms)
+		if e, ok := files[p]; !ok || e.perms != perms || e.owner != "root/root" {
+			t.Errorf("deb %s: %+v present=%v, want %s root/root", p, e, ok, perms)
 		}
 	}
 	root := t.TempDir()
 	run(t, "dpkg-deb", "-x", deb, root)
-	checkELF(t, filepath.Join(root, "usr/bin/kvmnetctl"), "amd64", false)
-	if out := run(t, filepath.Join(root, "usr/bin/kvmnetctl"), "version"); os.Getenv(DistEnv) == "" && !strings.Contains(out, testVersion) {
-		t.Errorf("kvmnetctl version = %q, want it to contain %s", out, testVersion)
-	}
-	for name, needle := range map[string]string{"kvmnetctl": "complete", "_kvmnetctl": "compdef", "kvmnetctl.fish": "complete -c kvmnetctl"} {
-		var p string
-		switch name {
-		case "kvmnetctl":
-			p = "usr/share/bash-completion/completions/kvmnetctl"
-		case "_kvmnetctl":
-			p = "usr/share/zsh/vendor-completions/_kvmnetctl"
-		default:
-			p = "usr/share/fish/vendor_completions.d/kvmnetctl.fish"
+	bin := filepath.Join(root, "usr/bin/kvmnetctl")
+	checkELF(t, bin, arch, false)
+	checkCtlELF(t, bin, arch, "2.34")
+	if arch == runtime.GOARCH { // a foreign binary cannot run here; checkELF found the version string in it
+		if out := run(t, bin, "version"); os.Getenv(DistEnv) == "" && !strings.Contains(out, testVersion) {
+			t.Errorf("kvmnetctl version = %q, want it to contain %s", out, testVersion)
 		}
+	}
+	for p, needle := range map[string]string{
+		"usr/share/bash-completion/completions/kvmnetctl":    "complete",
+		"usr/share/zsh/vendor-completions/_kvmnetctl":        "compdef",
+		"usr/share/fish/vendor_completions.d/kvmnetctl.fish": "complete -c kvmnetctl",
+	} {
 		b, _ := os.ReadFile(filepath.Join(root, p))
 		if !strings.Contains(string(b), needle) {
 			t.Errorf("%s does not look like a completion script (no %q)", p, needle)
@@ -306,9 +328,12 @@ func TestCtlPackages(t *testing.T) {
 	if !strings.Contains(string(tmpf), "d /var/lib/kvmnet/channels 0700 - - -") {
 		t.Errorf("tmpfiles entry: %s", tmpf)
 	}
+}
 
-	if got := run(t, "rpm", "-qp", "--qf", "%{NAME} %{VERSION} %{ARCH}", rpm); got != "kvmnetctl "+ver+" x86_64" {
-		t.Errorf("rpm = %q", got)
+func checkCtlRPM(t *testing.T, rpm, ver, arch string) {
+	t.Helper()
+	if got, want := run(t, "rpm", "-qp", "--qf", "%{NAME} %{VERSION} %{ARCH}", rpm), "kvmnetctl "+ver+" "+rpmArch(arch); got != want {
+		t.Errorf("rpm NAME VERSION ARCH = %q, want %q", got, want)
 	}
 	req := run(t, "rpm", "-qp", "--requires", rpm)
 	for _, want := range []string{"libvirt-libs", "glibc"} {
@@ -317,15 +342,93 @@ func TestCtlPackages(t *testing.T) {
 		}
 	}
 	rf := rpmContents(t, rpm)
-	for _, p := range []string{"/usr/bin/kvmnetctl", "/usr/share/zsh/site-functions/_kvmnetctl", "/usr/lib/tmpfiles.d/kvmnet.conf",
-		"/usr/share/bash-completion/completions/kvmnetctl", "/usr/share/man/man1/kvmnetctl.1.gz"} {
-		if _, ok := rf[p]; !ok {
-			t.Errorf("rpm lacks %s", p)
+	for p, perms := range map[string]string{
+		"/usr/bin/kvmnetctl":                               "-rwxr-xr-x",
+		"/usr/share/zsh/site-functions/_kvmnetctl":         "-rw-r--r--",
+		"/usr/lib/tmpfiles.d/kvmnet.conf":                  "-rw-r--r--",
+		"/usr/share/bash-completion/completions/kvmnetctl": "-rw-r--r--",
+		"/usr/share/man/man1/kvmnetctl.1.gz":               "-rw-r--r--",
+	} {
+		if e, ok := rf[p]; !ok || e[0] != perms || e[1] != "root/root" {
+			t.Errorf("rpm %s: %v present=%v, want %s root/root", p, e, ok, perms)
 		}
 	}
 	if _, ok := rf["/usr/share/zsh/vendor-completions/_kvmnetctl"]; ok {
 		t.Error("rpm ships the Debian zsh path")
 	}
+}
+
+// elfInterp is the glibc program interpreter of each arch (what the packages' libc dependency provides).
+var elfInterp = map[string]string{"amd64": "/lib64/ld-linux-x86-64.so.2", "arm64": "/lib/ld-linux-aarch64.so.1"}
+
+// checkCtlELF checks the controller's dynamic linking: it needs libc.so.6 and nothing else (libvirt is
+// opened with dlopen at run time), it imports dlopen, its interpreter is glibc's for the arch, and no
+// imported symbol needs a glibc newer than libcMin, the version the packages depend on.
+func checkCtlELF(t *testing.T, path, arch, libcMin string) {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil || strings.Join(libs, " ") != "libc.so.6" {
+		t.Errorf("%s: DT_NEEDED %v (%v), want exactly [libc.so.6]", path, libs, err)
+	}
+	var interp string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err != nil {
+				t.Fatal(err)
+			}
+			interp = strings.TrimRight(string(b), "\x00")
+		}
+	}
+	if interp != elfInterp[arch] {
+		t.Errorf("%s: interpreter %q, want %q", path, interp, elfInterp[arch])
+	}
+	syms, err := f.ImportedSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlopen := false
+	newest := "0"
+	for _, s := range syms {
+		dlopen = dlopen || s.Name == "dlopen"
+		if strings.Contains(s.Library, "libvirt") || strings.HasPrefix(s.Name, "vir") {
+			t.Errorf("%s imports %s from %q: libvirt must be opened with dlopen", path, s.Name, s.Library)
+		}
+		if v, ok := strings.CutPrefix(s.Version, "GLIBC_"); ok && versionLess(newest, v) {
+			newest = v
+		}
+	}
+	if !dlopen {
+		t.Errorf("%s does not import dlopen: not built with -tags libvirt_dlopen?", path)
+	}
+	if versionLess(libcMin, newest) {
+		t.Errorf("%s needs GLIBC_%s, newer than the declared libc6 (>= %s)", path, newest, libcMin)
+	}
+	t.Logf("evidence: arch=%s machine=%v needed=%v interp=%s dlopen=%v glibc_max=%s declared_min=%s",
+		arch, f.Machine, libs, interp, dlopen, newest, libcMin)
+}
+
+// versionLess compares dotted numeric versions ("2.3.2" < "2.34").
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) || i < len(bs); i++ {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 // TestUnitAndRule checks the shipped unit and udev rule say what the issue asks for, and that

@@ -13,6 +13,11 @@ PKGS=(
   iproute2 util-linux procps psmisc e2fsprogs mmdebstrap
   rpm dpkg-dev python3 curl iputils-ping dnsutils
 )
+# arm64 kvmnetctl packages (cgo, -tags libvirt_dlopen: no libvirt headers needed): the aarch64 C cross
+# compiler and arm64 libc. 43.6 MB download, ~1 min to install (packaging/README.md).
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  PKGS+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
