@@ -5,7 +5,7 @@
 # (root needed). Results for this machine are recorded in BENCHMARKS.md. RPC latency over the real
 # virtio-serial channel of a booted guest is `make bench-lab` (scripts/lab/bench), not part of this.
 #   BENCH_RPC_N   RPCs per latency benchmark (default 3000)
-#   KVMNET_IDLE   idle window of the wakeup measurement (default 20s)
+#   KVMNET_IDLE   idle window of the wakeup measurement (default 130s: shows the Go runtime's 60 s and 2 min work)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KVMNETCTL=${KVMNETCTL:-$PWD/bin/kvmnetctl} KVMNET_AGENT_BIN=${KVMNET_AGENT_BIN:-$PWD/bin/kvmnet-agent}
@@ -45,7 +45,7 @@ done
 echo
 echo "== agent footprint (bin/kvmnet-agent in a throwaway netns, --listen unix:)"
 f=$(line BenchmarkAgentFootprint)
-for m in binary-MB rss-idle-MiB rss-watch-MiB rss-watch-anon-MiB rss-watch-file-MiB rss-watch-after-idle-MiB switches-idle switches-watch-idle cpu-ticks-idle idle-window-s \
+for m in binary-MB rss-idle-MiB rss-watch-MiB rss-watch-anon-MiB rss-watch-file-MiB rss-watch-after-idle-MiB switches-idle switches-watch-idle wakeups-idle wakeups-watch-idle cpu-ticks-idle idle-window-s \
 	rss-after-200-MiB rss-peak-100conc-MiB rss-after-burst-MiB rss-after-burst-anon-MiB rss-after-burst-file-MiB burst-2000-ms; do
 	printf '%-28s %10s\n' "$m" "$(metric "$m" "$f")"
 done

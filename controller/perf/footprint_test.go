@@ -80,19 +80,24 @@ func cpuTicks(tb testing.TB, pid int) int64 {
 	return u + s
 }
 
-// idleWakeups counts pid's context switches and CPU ticks over d, and logs them per second.
-func idleWakeups(tb testing.TB, what string, pid int, d time.Duration) (int64, int64) {
+// idleWakeups counts pid's context switches and CPU ticks over d, and the seconds in which any
+// switch happened (wakeup events: one wakeup of a sleeping agent costs a few switches), and logs the
+// switches per second.
+func idleWakeups(tb testing.TB, what string, pid int, d time.Duration) (sw, ticks, events int64) {
 	s0, c0 := switches(tb, pid), cpuTicks(tb, pid)
 	var series []string
 	prev := s0
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		time.Sleep(time.Second)
 		n := switches(tb, pid)
+		if n > prev {
+			events++
+		}
 		series = append(series, strconv.FormatInt(n-prev, 10))
 		prev = n
 	}
 	tb.Logf("%s: context switches per second: %s", what, strings.Join(series, " "))
-	return switches(tb, pid) - s0, cpuTicks(tb, pid) - c0
+	return switches(tb, pid) - s0, cpuTicks(tb, pid) - c0, events
 }
 
 // BenchmarkAgentFootprint runs the built static kvmnet-agent (KVMNET_AGENT_BIN, default
@@ -101,11 +106,12 @@ func idleWakeups(tb testing.TB, what string, pid int, d time.Duration) (int64, i
 // binary size, RSS idle and with a Watch stream open, context switches and CPU over 20 s idle
 // (with and without a Watch, from a client that sends no keepalive pings), RSS after 200
 // sequential GetState calls, peak RSS during 100 concurrent callers, and RSS once they are done.
-// KVMNET_IDLE sets the idle window (default 20s).
+// KVMNET_IDLE sets the idle window (default 130s: long enough to show the Go runtime's own periodic
+// work, sysmon's 60 s sleep and the forced GC every 2 min, next to kvmnet's none).
 func BenchmarkAgentFootprint(b *testing.B) {
 	testenv.Require(b, "ip", "dbus-daemon")
 	bin := binary(b, "KVMNET_AGENT_BIN", "kvmnet-agent")
-	idle := 20 * time.Second
+	idle := 130 * time.Second
 	if v := os.Getenv("KVMNET_IDLE"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -147,7 +153,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		}
 		time.Sleep(2 * time.Second)
 		rssStart := rssKB(b, pid)
-		swIdle, cpuIdle := idleWakeups(b, "idle, no client", pid, idle)
+		swIdle, cpuIdle, evIdle := idleWakeups(b, "idle, no client", pid, idle)
 
 		// A client without keepalive pings: what wakes the agent is the agent's own doing.
 		cc, err := grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -176,7 +182,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		rssWatch := rssKB(b, pid)
 		stPath := fmt.Sprintf("/proc/%d/status", pid)
 		watchAnon, watchFile := procField(b, stPath, "RssAnon"), procField(b, stPath, "RssFile")
-		swWatch, cpuWatch := idleWakeups(b, "idle, Watch open", pid, idle)
+		swWatch, cpuWatch, evWatch := idleWakeups(b, "idle, Watch open", pid, idle)
 		rssWatchIdle := rssKB(b, pid)
 
 		for range 200 {
@@ -241,6 +247,8 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		b.ReportMetric(mb(watchFile), "rss-watch-file-MiB")
 		b.ReportMetric(float64(swIdle), "switches-idle")
 		b.ReportMetric(float64(swWatch), "switches-watch-idle")
+		b.ReportMetric(float64(evIdle), "wakeups-idle")
+		b.ReportMetric(float64(evWatch), "wakeups-watch-idle")
 		b.ReportMetric(float64(cpuIdle+cpuWatch), "cpu-ticks-idle")
 		b.ReportMetric(mb(rss200), "rss-after-200-MiB")
 		b.ReportMetric(mb(peak.Load()), "rss-peak-100conc-MiB")
