@@ -10,8 +10,9 @@
 // NetworkManager restarting (stopped and started again, as `systemctl restart NetworkManager` does)
 // loses its checkpoints, which live in its memory only, while its saved profiles survive on disk. The
 // Applier notes which NetworkManager process (its unique bus name, through the NMRestarts seam) holds
-// the checkpoint, and records on its own side the profiles an Apply created (uuid), deleted and
-// changed (settings before), and which profile was active on each touched interface. It guarantees:
+// the checkpoint — read before CheckpointCreate, so a crash right after it answers is noticed too —
+// and records on its own side the profiles an Apply created (uuid), deleted and changed (settings
+// before), and which profile was active on each touched interface. It guarantees:
 //   - Restart during Apply (e.g. in the lease wait): Apply returns as soon as NetworkManager answers
 //     again (waiting at most Options.NMRestartWait, default 10 s) with ErrRolledBack naming the
 //     restart, after restoring from its record: created profiles deleted, deleted ones re-added with
@@ -27,8 +28,14 @@
 //     deadline restore from the record instead of NetworkManager's checkpoint. NetworkManager's own
 //     fallback timer (for an agent that dies too) is gone with the restart.
 //
+// A crash (SIGKILL, segfault, OOM kill; systemd's Restart=on-failure brings it back) is the same
+// event for the agent as a clean restart: the bus releases the dead process's name when its socket
+// closes, so the next call gets "not running" (or, in flight, "disconnected") and the next process
+// has a new bus name.
+//
 // Tests: nmrestart_test.go (fakes) and agent/service TestNMRestartDuringApply,
-// TestNMRestartWhilePending and TestNMStoppedDuringApply (real NetworkManager, restarted by PID).
+// TestNMRestartWhilePending (real NetworkManager stopped with SIGTERM or killed with SIGKILL by PID,
+// then started again) and TestNMStoppedDuringApply.
 //
 // It must never import gRPC server code or netlink: the current NICs come through the NICLister seam
 // and NetworkManager through the NM interface (agent/nm's *Client satisfies it).

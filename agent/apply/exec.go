@@ -207,11 +207,16 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		if a.o.NM == nil {
 			return nil, fmt.Errorf("%w: no NetworkManager client", ErrPrecondition)
 		}
+		// The NetworkManager process is noted before the checkpoint is made: one that crashes or
+		// restarts right after answering CheckpointCreate is then still a different process (noted
+		// after, the new one — or none — would pass for the checkpoint's holder, and the restart would
+		// go unnoticed). A restart before CheckpointCreate only makes a rollback restore from the
+		// agent's record, which is always safe.
+		p.nmOwner = a.nmInstance(ctx)
 		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v; nothing was changed", ErrPrecondition, err)
 		}
-		p.nmOwner = a.nmInstance(ctx)
 		p.recordBefore(plan, in.NM)
 	}
 	if paths := plan.FilePaths(); len(paths) > 0 {

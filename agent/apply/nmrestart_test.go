@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	gonm "github.com/Wifx/gonetworkmanager/v2"
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/config"
 	"github.com/kvmnet/kvmnet/agent/nm"
@@ -21,6 +22,23 @@ type restartNM struct {
 	*fakeNM
 	mu       sync.Mutex
 	instance string
+	// atCheckpoint, when set, becomes instance as CheckpointCreate returns: NetworkManager crashed
+	// right after answering it ("-": and is not back).
+	atCheckpoint string
+}
+
+func (r *restartNM) CheckpointCreate(ctx context.Context, devs []dbus.ObjectPath, d time.Duration, f gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error) {
+	cp, err := r.fakeNM.CheckpointCreate(ctx, devs, d, f)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch r.atCheckpoint {
+	case "":
+	case "-":
+		r.instance = ""
+	default:
+		r.instance = r.atCheckpoint
+	}
+	return cp, err
 }
 
 func (r *restartNM) set(instance string) { r.mu.Lock(); r.instance = instance; r.mu.Unlock() }
@@ -84,6 +102,44 @@ func TestNMRestartDuringApply(t *testing.T) {
 			}
 			if e.a.Pending() != nil {
 				t.Fatal("pending after a restored Apply")
+			}
+		})
+	}
+}
+
+// TestNMRestartAtCheckpointCreate: NetworkManager crashes right after answering CheckpointCreate,
+// before the Applier's next call, and is restarted or stays away. The checkpoint's holder is the
+// process noted before it, so the first NetworkManager step notices, and Apply restores from the
+// record (or, NetworkManager away, keeps the checkpoint pending for Rollback) instead of completing
+// with a checkpoint nobody holds.
+func TestNMRestartAtCheckpointCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after string // instance once CheckpointCreate returned ("-": none)
+		want  error
+		msg   string
+	}{
+		{"restarted", ":1.9", ErrRolledBack, "NetworkManager restarted (bus name :1.7, now :1.9) during Apply, at step 1"},
+		{"not back", "-", ErrNMGone, "NetworkManager stopped during Apply, at step 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, r := newRestartEnv(t)
+			r.atCheckpoint = tc.after
+			_, err := e.a.Apply(context.Background(), ensureReq)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err = %v", err)
+			}
+			if got := e.nm.called(); strings.Contains(got, "rollback") || strings.Contains(got, "wait") {
+				t.Fatalf("calls %s", got)
+			}
+			if tc.want == ErrRolledBack {
+				if !strings.Contains(err.Error(), "profile kvm-dhcp-enp1s0 (created by the Apply) deleted") || e.a.Pending() != nil {
+					t.Fatalf("err = %v, pending %v", err, e.a.Pending())
+				}
+				return
+			}
+			if cp := e.a.Pending(); cp == nil || !strings.Contains(cp.Changes[0].Summary, "Apply did not complete") {
+				t.Fatalf("pending %v", cp)
 			}
 		})
 	}
