@@ -2,6 +2,11 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -56,7 +61,7 @@ func readNM(t *testing.T, lab *testenv.NMLab) nmView {
 // dnsmasq ignores enp1s0, so the Apply sits in its lease wait.
 func restartLab(t *testing.T, noLease bool) (*testenv.NMLab, *Service, nmView) {
 	t.Helper()
-	o := testenv.NMLabOptions{Prefix: "nr",
+	o := testenv.NMLabOptions{Prefix: "nk",
 		NICs: []testenv.GuestNIC{{Name: "enp1s0", MAC: macA, OnBridge: true}},
 		NM: testenv.NMOptions{Keyfiles: map[string]string{"static.nmconnection": staticEnp1s0,
 			"wired-eth0.nmconnection": staleEth0}},
@@ -126,101 +131,153 @@ func startApply(t *testing.T, lab *testenv.NMLab, s *Service) <-chan applyResult
 	return done
 }
 
-// TestNMRestartDuringApply: NetworkManager is restarted (stopped by PID, started again on the same
-// bus) while Apply waits for the lease. Its checkpoint dies with it; Apply returns at once with
-// Aborted naming the restart, after restoring from the agent's own record: the deleted profiles are
-// back with their uuids, the created one is gone, office-static runs on enp1s0 again, and nothing
-// stays pending.
-func TestNMRestartDuringApply(t *testing.T) {
-	testenv.Require(t, binaries...)
-	lab, s, before := restartLab(t, true)
-	done := startApply(t, lab, s)
+// nmRestart is one way NetworkManager goes away by PID before it is started again on the same bus,
+// keyfiles and /run/NetworkManager.
+type nmRestart struct {
+	name string
+	down func(*testenv.NM)
+	// stalePid plants, before the start, the pid file a daemonized NetworkManager (started without
+	// --no-daemon by a non-systemd init) leaves behind when killed: it names the dead process.
+	stalePid bool
+}
 
-	kill := time.Now()
-	lab.NM.Stop()
-	lab.NM.Start()
-	back := time.Since(kill)
-	r := <-done
-	t.Logf("measured: NetworkManager back %s after the kill; Apply returned %s after the kill: %v", back, r.at.Sub(kill), r.err)
-	if status.Code(r.err) != codes.Aborted {
-		t.Fatalf("Apply: %v", r.err)
+// nmRestarts are `systemctl restart NetworkManager` (SIGTERM: a clean shutdown) and a crash
+// (SIGKILL, as a segfault or the OOM killer, after which systemd's Restart=on-failure or the init
+// script starts it again: no clean-up, and its bus name released only because the bus sees its
+// socket close).
+var nmRestarts = []nmRestart{
+	{name: "sigterm", down: (*testenv.NM).Stop},
+	{name: "sigkill", down: (*testenv.NM).Kill, stalePid: true},
+}
+
+// restartNM takes NetworkManager down the way r says and starts it again; it returns how long after
+// kill NetworkManager answered again.
+func restartNM(t *testing.T, lab *testenv.NMLab, r nmRestart, kill time.Time) time.Duration {
+	t.Helper()
+	dead := lab.NM.PID()
+	r.down(lab.NM)
+	pidfile := filepath.Join(lab.NM.RunDir, "NetworkManager.pid")
+	if _, err := os.Stat(pidfile); !errors.Is(err, fs.ErrNotExist) {
+		// --no-daemon (as under systemd) writes none; a leftover would be the test's own doing.
+		t.Fatalf("%s: pid file %s after NetworkManager ended: %v", r.name, pidfile, err)
 	}
-	for _, want := range []string{"NetworkManager restarted", "during Apply", "wait up to 1m0s for an IPv4 address",
-		"profile kvm-dhcp-enp1s0 (created by the Apply) deleted", "profile office-static", "profile Wired eth0 re-added"} {
-		if !strings.Contains(r.err.Error(), want) {
-			t.Errorf("error lacks %q", want)
+	if r.stalePid {
+		if err := os.WriteFile(pidfile, fmt.Appendf(nil, "%d\n", dead), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if strings.Contains(r.err.Error(), "rollback problems") {
-		t.Errorf("rollback problems reported")
+	lab.NM.Start()
+	back := time.Since(kill)
+	if r.stalePid {
+		// A daemonized NetworkManager replaces it with its own; --no-daemon leaves it, so remove
+		// it for the next restart of the test.
+		if err := os.Remove(pidfile); err != nil {
+			t.Fatal(err)
+		}
 	}
-	assertPrevious(t, lab, before)
-	st, err := s.GetState(context.Background(), &kvmnetv1.GetStateRequest{})
-	if err != nil || st.PendingCheckpoint != nil || !st.NetworkManager.GetRunning() {
-		t.Fatalf("state after the Apply: pending %v, NM %v, %v", st.GetPendingCheckpoint(), st.GetNetworkManager(), err)
+	return back
+}
+
+// TestNMRestartDuringApply: NetworkManager is restarted (stopped cleanly or killed by PID, started
+// again on the same bus) while Apply waits for the lease. Its checkpoint dies with it; Apply returns
+// at once with Aborted naming the restart, after restoring from the agent's own record: the deleted
+// profiles are back with their uuids, the created one is gone, office-static runs on enp1s0 again,
+// and nothing stays pending.
+func TestNMRestartDuringApply(t *testing.T) {
+	testenv.Require(t, binaries...)
+	for _, rs := range nmRestarts {
+		t.Run(rs.name, func(t *testing.T) {
+			lab, s, before := restartLab(t, true)
+			done := startApply(t, lab, s)
+
+			kill := time.Now()
+			back := restartNM(t, lab, rs, kill)
+			r := <-done
+			t.Logf("measured (%s): NetworkManager back %s after the kill; Apply returned %s after the kill: %v", rs.name, back, r.at.Sub(kill), r.err)
+			if status.Code(r.err) != codes.Aborted {
+				t.Fatalf("Apply: %v", r.err)
+			}
+			for _, want := range []string{"NetworkManager restarted", "during Apply", "wait up to 1m0s for an IPv4 address",
+				"profile kvm-dhcp-enp1s0 (created by the Apply) deleted", "profile office-static", "profile Wired eth0 re-added"} {
+				if !strings.Contains(r.err.Error(), want) {
+					t.Errorf("error lacks %q", want)
+				}
+			}
+			if strings.Contains(r.err.Error(), "rollback problems") {
+				t.Errorf("rollback problems reported")
+			}
+			assertPrevious(t, lab, before)
+			st, err := s.GetState(context.Background(), &kvmnetv1.GetStateRequest{})
+			if err != nil || st.PendingCheckpoint != nil || !st.NetworkManager.GetRunning() {
+				t.Fatalf("state after the Apply: pending %v, NM %v, %v", st.GetPendingCheckpoint(), st.GetNetworkManager(), err)
+			}
+		})
 	}
 }
 
 // TestNMRestartWhilePending: the Apply succeeded and its checkpoint is pending when NetworkManager
-// restarts, which drops NetworkManager's checkpoint (asserted). The agent's checkpoint still keeps
-// its promise: unconfirmed, its deadline restores the previous configuration from the agent's record;
-// confirmed, the changes stay (they are saved profiles) and nothing rolls back later.
+// restarts (stopped cleanly or killed), which drops NetworkManager's checkpoint (asserted). The
+// agent's checkpoint still keeps its promise: unconfirmed, its deadline restores the previous
+// configuration from the agent's record; confirmed, the changes stay (they are saved profiles) and
+// nothing rolls back later.
 func TestNMRestartWhilePending(t *testing.T) {
 	testenv.Require(t, binaries...)
-	lab, s, before := restartLab(t, false)
-	ctx := context.Background()
+	for _, rs := range nmRestarts {
+		t.Run(rs.name, func(t *testing.T) {
+			lab, s, before := restartLab(t, false)
+			ctx := context.Background()
 
-	resp, err := s.Apply(ctx, ensureReq(macA, 20, 10, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v := readNM(t, lab); v.checkpoints != 1 || v.active["enp1s0"] != "kvm-dhcp-enp1s0" {
-		t.Fatalf("after Apply: %+v", v)
-	}
-	lab.NM.Stop()
-	lab.NM.Start()
-	if v := readNM(t, lab); v.checkpoints != 0 {
-		t.Fatalf("NetworkManager kept %d checkpoint(s) across its restart", v.checkpoints)
-	}
-	st, err := s.GetState(ctx, &kvmnetv1.GetStateRequest{})
-	if err != nil || st.PendingCheckpoint.GetId() != resp.CheckpointId {
-		t.Fatalf("pending after the restart: %v %v", st.GetPendingCheckpoint(), err)
-	}
-	// No Confirm: the agent's deadline must restore.
-	deadline := resp.RollbackDeadline.AsTime()
-	time.Sleep(time.Until(deadline))
-	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() (bool, error) { return staticOn(t, lab), nil }); err != nil {
-		t.Fatalf("previous configuration not restored after the deadline: %+v %v", readNM(t, lab), lab.IPv4("enp1s0"))
-	}
-	t.Logf("measured: previous configuration restored %s after the rollback deadline", time.Since(deadline))
-	if err := testenv.WaitFor(10*time.Second, 50*time.Millisecond, func() (bool, error) {
-		st, err := s.GetState(ctx, &kvmnetv1.GetStateRequest{})
-		return err == nil && st.PendingCheckpoint == nil, err
-	}); err != nil {
-		t.Fatalf("checkpoint still pending: %v", err)
-	}
-	assertPrevious(t, lab, before)
-	if _, err := s.Confirm(ctx, &kvmnetv1.ConfirmRequest{CheckpointId: resp.CheckpointId}); status.Code(err) != codes.NotFound {
-		t.Fatalf("late confirm: %v", err)
-	}
+			resp, err := s.Apply(ctx, ensureReq(macA, 20, 10, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := readNM(t, lab); v.checkpoints != 1 || v.active["enp1s0"] != "kvm-dhcp-enp1s0" {
+				t.Fatalf("after Apply: %+v", v)
+			}
+			restartNM(t, lab, rs, time.Now())
+			if v := readNM(t, lab); v.checkpoints != 0 {
+				t.Fatalf("NetworkManager kept %d checkpoint(s) across its restart", v.checkpoints)
+			}
+			st, err := s.GetState(ctx, &kvmnetv1.GetStateRequest{})
+			if err != nil || st.PendingCheckpoint.GetId() != resp.CheckpointId {
+				t.Fatalf("pending after the restart: %v %v", st.GetPendingCheckpoint(), err)
+			}
+			// No Confirm: the agent's deadline must restore.
+			deadline := resp.RollbackDeadline.AsTime()
+			time.Sleep(time.Until(deadline))
+			if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() (bool, error) { return staticOn(t, lab), nil }); err != nil {
+				t.Fatalf("previous configuration not restored after the deadline: %+v %v", readNM(t, lab), lab.IPv4("enp1s0"))
+			}
+			t.Logf("measured (%s): previous configuration restored %s after the rollback deadline", rs.name, time.Since(deadline))
+			if err := testenv.WaitFor(10*time.Second, 50*time.Millisecond, func() (bool, error) {
+				st, err := s.GetState(ctx, &kvmnetv1.GetStateRequest{})
+				return err == nil && st.PendingCheckpoint == nil, err
+			}); err != nil {
+				t.Fatalf("checkpoint still pending: %v", err)
+			}
+			assertPrevious(t, lab, before)
+			if _, err := s.Confirm(ctx, &kvmnetv1.ConfirmRequest{CheckpointId: resp.CheckpointId}); status.Code(err) != codes.NotFound {
+				t.Fatalf("late confirm: %v", err)
+			}
 
-	// Confirmed after a restart: kept.
-	resp, err = s.Apply(ctx, ensureReq(macA, 20, 10, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lab.NM.Stop()
-	lab.NM.Start()
-	if _, err := s.Confirm(ctx, &kvmnetv1.ConfirmRequest{CheckpointId: resp.CheckpointId}); err != nil {
-		t.Fatalf("confirm after the restart: %v", err)
-	}
-	time.Sleep(time.Until(resp.RollbackDeadline.AsTime().Add(2 * time.Second)))
-	v := readNM(t, lab)
-	if v.active["enp1s0"] != "kvm-dhcp-enp1s0" || strings.Contains(v.saved, "office-static") || strings.Contains(v.saved, "Wired eth0") {
-		t.Fatalf("confirmed changes not kept: %+v", v)
-	}
-	if st, err := s.GetState(ctx, &kvmnetv1.GetStateRequest{}); err != nil || st.PendingCheckpoint != nil {
-		t.Fatalf("pending after confirm: %v %v", st.GetPendingCheckpoint(), err)
+			// Confirmed after a restart: kept.
+			resp, err = s.Apply(ctx, ensureReq(macA, 20, 10, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			restartNM(t, lab, rs, time.Now())
+			if _, err := s.Confirm(ctx, &kvmnetv1.ConfirmRequest{CheckpointId: resp.CheckpointId}); err != nil {
+				t.Fatalf("confirm after the restart: %v", err)
+			}
+			time.Sleep(time.Until(resp.RollbackDeadline.AsTime().Add(2 * time.Second)))
+			v := readNM(t, lab)
+			if v.active["enp1s0"] != "kvm-dhcp-enp1s0" || strings.Contains(v.saved, "office-static") || strings.Contains(v.saved, "Wired eth0") {
+				t.Fatalf("confirmed changes not kept: %+v", v)
+			}
+			if st, err := s.GetState(ctx, &kvmnetv1.GetStateRequest{}); err != nil || st.PendingCheckpoint != nil {
+				t.Fatalf("pending after confirm: %v %v", st.GetPendingCheckpoint(), err)
+			}
+		})
 	}
 }
 

@@ -25,6 +25,9 @@ type NM struct {
 	ConnDir string
 	// ConfigFile is the NetworkManager.conf it was started with.
 	ConfigFile string
+	// RunDir is its /run/NetworkManager (per-device state; its --pid-file points here), kept across
+	// Stop/Kill and Start.
+	RunDir string
 
 	t    testing.TB
 	ns   *Netns
@@ -114,7 +117,7 @@ func StartNM(t testing.TB, ns *Netns, bus *Bus, o NMOptions) *NM {
 		"--intern-config=" + filepath.Join(varLib, "NetworkManager-intern.conf"),
 		"--pid-file=/run/NetworkManager/NetworkManager.pid"}
 	p := ns.Start("NetworkManager", []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, argv...)
-	nm := &NM{Proc: p, Bus: bus, ConnDir: connDir, ConfigFile: conf, t: t, ns: ns,
+	nm := &NM{Proc: p, Bus: bus, ConnDir: connDir, ConfigFile: conf, RunDir: runNM, t: t, ns: ns,
 		env: []string{"DBUS_SYSTEM_BUS_ADDRESS=" + bus.Address}, argv: argv}
 	// Stop NetworkManager before t.TempDir's removal (cleanups run last-in first-out; the namespace's own
 	// stop comes too late): otherwise it still writes var-lib while the directory goes, and the test
@@ -135,14 +138,33 @@ func (n *NM) Stop() {
 	n.Proc.Stop()
 }
 
-// Start starts NetworkManager again after Stop, with the same configuration, keyfile directory,
+// Kill crashes NetworkManager: SIGKILL to its PID alone (as a segfault or the OOM killer ends it;
+// systemd's Restart=on-failure then starts it again), and waits until it is reaped. Unlike Stop it
+// gets no chance to clean up: its devices keep their addresses, its state in RunDir is whatever it
+// wrote last, and the bus releases its names only because its socket closes. (It runs --no-daemon,
+// as under systemd, so it wrote no pid file to leave behind.) Start brings it back.
+func (n *NM) Kill() {
+	n.t.Helper()
+	if err := n.Signal(syscall.SIGKILL); err != nil && !n.Proc.Exited() {
+		n.t.Fatalf("kill NetworkManager (pid %d): %v", n.PID(), err)
+	}
+	select {
+	case <-n.Proc.done:
+	case <-time.After(10 * time.Second):
+		n.t.Fatalf("NetworkManager (pid %d) not reaped 10 s after SIGKILL", n.PID())
+	}
+	// Reaped: its PID may be reused, so the cleanup's Stop must not signal it any more.
+	n.Proc.once.Do(func() {})
+}
+
+// Start starts NetworkManager again after Stop or Kill, with the same configuration, keyfile directory,
 // state directory and bus (the second half of `systemctl restart NetworkManager`), and waits until it
 // owns its bus name and answers (not for Startup=false: that waits for pending activations, e.g. a
 // DHCP profile whose server never answers). Proc is the new process afterwards.
 func (n *NM) Start() {
 	n.t.Helper()
 	if !n.Proc.Exited() {
-		n.t.Fatalf("NetworkManager (pid %d) still runs: Stop it first", n.PID())
+		n.t.Fatalf("NetworkManager (pid %d) still runs: Stop or Kill it first", n.PID())
 	}
 	p := n.ns.Start("NetworkManager", n.env, n.argv...)
 	n.Proc = p
