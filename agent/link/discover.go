@@ -89,15 +89,21 @@ func (d *Discoverer) Snapshot() ([]*kvmnetv1.Interface, []*kvmnetv1.Route, error
 	if err != nil {
 		return nil, nil, err
 	}
+	// One address dump for all links (AddrList with a link dumps every address and filters).
+	all, err := retryDump(func() ([]netlink.Addr, error) { return d.h.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("list addresses over netlink: %w", err)
+	}
+	addrs := make(map[int][]netlink.Addr, len(links))
+	for _, ad := range all {
+		addrs[ad.LinkIndex] = append(addrs[ad.LinkIndex], ad)
+	}
 	var out []*kvmnetv1.Interface
 	for _, l := range links {
 		if isLoopback(l) {
 			continue
 		}
-		in, err := d.convertLink(l)
-		if err != nil {
-			return nil, nil, err
-		}
+		in := d.convertLink(l, addrs[l.Attrs().Index])
 		for _, r := range routes {
 			if r.Destination == "default" && r.Interface == in.Name {
 				if r.Family == 4 {
@@ -193,7 +199,8 @@ func isLoopback(l netlink.Link) bool {
 // infiniteLifetime is the kernel's "forever" address lifetime.
 const infiniteLifetime = 0xffffffff
 
-func (d *Discoverer) convertLink(l netlink.Link) (*kvmnetv1.Interface, error) {
+// convertLink turns a link and its addresses (kernel order) into an Interface.
+func (d *Discoverer) convertLink(l netlink.Link, addrs []netlink.Addr) *kvmnetv1.Interface {
 	a := l.Attrs()
 	driver, pci := deviceInfo(d.sysRoot, a.Name)
 	in := &kvmnetv1.Interface{
@@ -205,10 +212,6 @@ func (d *Discoverer) convertLink(l netlink.Link) (*kvmnetv1.Interface, error) {
 		OperState: a.OperState.String(),
 		Carrier:   a.RawFlags&unix.IFF_LOWER_UP != 0,
 		Mtu:       uint32(a.MTU),
-	}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return d.h.AddrList(l, netlink.FAMILY_ALL) })
-	if err != nil {
-		return nil, fmt.Errorf("list addresses of %s over netlink: %w", a.Name, err)
 	}
 	for _, ad := range addrs {
 		if ad.IPNet == nil {
@@ -225,5 +228,5 @@ func (d *Discoverer) convertLink(l netlink.Link) (*kvmnetv1.Interface, error) {
 			in.Ipv6 = append(in.Ipv6, ad.IPNet.String())
 		}
 	}
-	return in, nil
+	return in
 }

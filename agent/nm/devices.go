@@ -54,22 +54,28 @@ func (d Device) Ethernet() bool {
 	return d.Type == gonm.NmDeviceTypeEthernet || d.Type == gonm.NmDeviceTypeVeth
 }
 
-// Devices lists every device NetworkManager knows (managed or not).
+// Devices lists every device NetworkManager knows (managed or not), in GetAllDevices' order. The
+// devices' properties are read with overlapping calls (see parallel).
 func (c *Client) Devices(ctx context.Context) ([]Device, error) {
 	var paths []dbus.ObjectPath
 	if err := c.call(ctx, nmPath, nmIface+".GetAllDevices", nil, &paths); err != nil {
 		return nil, err
 	}
+	devs := make([]Device, len(paths))
+	errs := parallel(len(paths), func(i int) error {
+		var err error
+		devs[i], err = c.device(ctx, paths[i])
+		return err
+	})
 	out := make([]Device, 0, len(paths))
-	for _, p := range paths {
-		d, err := c.device(ctx, p)
+	for i, err := range errs {
 		if err != nil {
 			if isUnknownObject(err) { // vanished while listing
 				continue
 			}
 			return nil, err
 		}
-		out = append(out, d)
+		out = append(out, devs[i])
 	}
 	return out, nil
 }

@@ -109,52 +109,82 @@ func (s State) ProfileByID(id string) (Profile, bool) {
 }
 
 // State reads NetworkManager's status, devices and profiles (with activity and missing-interface
-// detection).
+// detection). Independent D-Bus calls overlap (see parallel); errors are reported in the order a
+// sequential read would meet them: status, devices, the profile list, active connections, profiles.
 func (c *Client) State(ctx context.Context) (State, error) {
-	st, err := c.Status(ctx)
-	if err != nil {
-		return State{}, err
-	}
-	devs, err := c.Devices(ctx)
-	if err != nil {
-		return State{}, err
-	}
-	var paths []dbus.ObjectPath
-	if err := c.call(ctx, settingsPath, settingsIface+".ListConnections", nil, &paths); err != nil {
-		return State{}, err
-	}
-	active := map[dbus.ObjectPath]string{} // settings path → device interface
-	for _, d := range devs {
-		if d.ActiveConnection == "" || d.ActiveConnection == "/" {
-			continue
+	var (
+		st    Status
+		devs  []Device
+		paths []dbus.ObjectPath
+	)
+	errs := parallel(3, func(i int) error {
+		var err error
+		switch i {
+		case 0:
+			st, err = c.Status(ctx)
+		case 1:
+			devs, err = c.Devices(ctx)
+		case 2:
+			err = c.call(ctx, settingsPath, settingsIface+".ListConnections", nil, &paths)
 		}
-		var v dbus.Variant
-		if err := c.call(ctx, d.ActiveConnection, propsIface+".Get", []any{activeIface, "Connection"}, &v); err != nil {
+		return err
+	})
+	for _, err := range errs {
+		if err != nil {
+			return State{}, err
+		}
+	}
+	// One task per device with an active connection (its settings path), then two per profile
+	// (settings, file name).
+	var actDevs []Device
+	for _, d := range devs {
+		if d.ActiveConnection != "" && d.ActiveConnection != "/" {
+			actDevs = append(actDevs, d)
+		}
+	}
+	actPaths := make([]dbus.Variant, len(actDevs))
+	settings := make([]Settings, len(paths))
+	filenames := make([]dbus.Variant, len(paths))
+	na := len(actDevs)
+	errs = parallel(na+2*len(paths), func(i int) error {
+		switch {
+		case i < na:
+			return c.call(ctx, actDevs[i].ActiveConnection, propsIface+".Get", []any{activeIface, "Connection"}, &actPaths[i])
+		case (i-na)%2 == 0:
+			var err error
+			settings[(i-na)/2], err = c.Settings(ctx, paths[(i-na)/2])
+			return err
+		default:
+			p := paths[(i-na)/2]
+			return c.call(ctx, p, propsIface+".Get", []any{connIface, "Filename"}, &filenames[(i-na)/2])
+		}
+	})
+	active := map[dbus.ObjectPath]string{} // settings path → device interface
+	for i, d := range actDevs {
+		if err := errs[i]; err != nil {
 			if isUnknownObject(err) {
 				continue
 			}
 			return State{}, err
 		}
-		if p, ok := v.Value().(dbus.ObjectPath); ok {
+		if p, ok := actPaths[i].Value().(dbus.ObjectPath); ok {
 			active[p] = d.Interface
 		}
 	}
 	out := State{Status: st, Devices: devs}
-	for _, p := range paths {
-		s, err := c.Settings(ctx, p)
-		if err != nil {
+	for j, p := range paths {
+		if err := errs[na+2*j]; err != nil {
 			if isUnknownObject(err) {
 				continue
 			}
 			return State{}, err
 		}
-		prof := ParseProfile(p, s)
+		prof := ParseProfile(p, settings[j])
 		if dev, ok := active[p]; ok {
 			prof.Active, prof.ActiveDevice = true, dev
 		}
-		var fn dbus.Variant
-		if err := c.call(ctx, p, propsIface+".Get", []any{connIface, "Filename"}, &fn); err == nil {
-			prof.Filename, _ = fn.Value().(string)
+		if errs[na+2*j+1] == nil {
+			prof.Filename, _ = filenames[j].Value().(string)
 		}
 		prof.BoundToMissingInterface = boundToMissing(prof, devs)
 		out.Profiles = append(out.Profiles, prof)

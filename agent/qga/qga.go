@@ -4,7 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -18,6 +20,10 @@ var binaries = []string{"usr/sbin/qemu-ga", "usr/bin/qemu-ga", "usr/local/bin/qe
 // Checker inspects qemu-guest-agent under a root directory.
 type Checker struct {
 	root string
+	// lastPID is the process last found running qemu-ga (0: none yet). Checking it first answers
+	// "running" with one read instead of a scan of every process; it is only a hint: its comm is
+	// read again each time and a miss falls back to the full scan.
+	lastPID atomic.Int64
 }
 
 // New returns a Checker for root ("/" in production).
@@ -45,8 +51,12 @@ func (c *Checker) State() *kvmnetv1.QemuGuestAgentState {
 	return st
 }
 
-// running scans <root>/proc/<pid>/comm for "qemu-ga".
+// running reports whether some <root>/proc/<pid>/comm is "qemu-ga": the process found last time
+// first, then a scan of every process.
 func (c *Checker) running() bool {
+	if pid := c.lastPID.Load(); pid > 0 && c.isQGA(strconv.FormatInt(pid, 10)) {
+		return true
+	}
 	entries, err := os.ReadDir(filepath.Join(c.root, "proc"))
 	if err != nil {
 		return false
@@ -56,13 +66,18 @@ func (c *Checker) running() bool {
 		if name == "" || strings.Trim(name, "0123456789") != "" {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(c.root, "proc", name, "comm"))
-		if err != nil {
-			continue // the process ended while scanning
-		}
-		if strings.TrimSpace(string(b)) == "qemu-ga" {
+		if c.isQGA(name) {
+			if pid, err := strconv.ParseInt(name, 10, 64); err == nil {
+				c.lastPID.Store(pid)
+			}
 			return true
 		}
 	}
 	return false
+}
+
+// isQGA reports whether process pid's comm is "qemu-ga"; a process that ended is not.
+func (c *Checker) isQGA(pid string) bool {
+	b, err := os.ReadFile(filepath.Join(c.root, "proc", pid, "comm"))
+	return err == nil && strings.TrimSpace(string(b)) == "qemu-ga"
 }

@@ -109,3 +109,47 @@ func TestRunningOnRealProc(t *testing.T) {
 		t.Fatal("running qemu-ga stand-in not found in /proc")
 	}
 }
+
+// TestRunningRemembersPIDOnlyAsHint: the process found last is asked first, but a PID that no longer
+// runs qemu-ga (ended, or reused by another program) falls back to the full scan, so the answer is
+// the scan's every time.
+func TestRunningRemembersPIDOnlyAsHint(t *testing.T) {
+	root := build(t, map[string]string{"proc/1/comm": "systemd\n", "proc/412/comm": "qemu-ga\n"}, nil)
+	c, _ := New(root)
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name    string
+		change  func()
+		want    bool
+		wantPID int64
+	}{
+		{"found by scan", func() {}, true, 412},
+		{"found again through the remembered pid", func() {}, true, 412},
+		{"pid reused by another program, qemu-ga restarted elsewhere", func() {
+			write("proc/412/comm", "bash\n")
+			write("proc/913/comm", "qemu-ga\n")
+		}, true, 913},
+		{"qemu-ga ended", func() {
+			if err := os.RemoveAll(filepath.Join(root, "proc/913")); err != nil {
+				t.Fatal(err)
+			}
+		}, false, 913},
+	}
+	for _, s := range steps {
+		s.change()
+		if got := c.running(); got != s.want {
+			t.Fatalf("%s: running = %t, want %t", s.name, got, s.want)
+		}
+		if got := c.lastPID.Load(); got != s.wantPID {
+			t.Fatalf("%s: remembered pid %d, want %d", s.name, got, s.wantPID)
+		}
+	}
+}

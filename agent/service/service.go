@@ -231,49 +231,79 @@ func (s *Service) Close() error {
 
 // GetState collects the guest's view. Problems of single sensors land in collection_errors; the
 // rest of the state is still returned.
+//
+// The collectors are independent reads, so they overlap: NetworkManager's D-Bus reads (the slow
+// part: round trips through the bus daemon and NetworkManager), qemu-guest-agent's process scan and
+// the file readers run in their own goroutines while this one reads netlink and the IPv6 sysctls;
+// the stack detection, which needs both the interfaces and NetworkManager's devices, runs once both
+// are there. The result (fields, evidence, the order of collection_errors) is that of a sequential
+// collection.
 func (s *Service) GetState(ctx context.Context, _ *kvmnetv1.GetStateRequest) (*kvmnetv1.GuestState, error) {
 	st := &kvmnetv1.GuestState{AgentVersion: s.o.Version, CollectedAt: timestamppb.New(s.o.Now())}
-	errf := func(what string, err error) {
-		if err != nil {
-			st.CollectionErrors = append(st.CollectionErrors, what+": "+err.Error())
-		}
-	}
-	var err error
-	st.Hostname, err = s.o.OS.Hostname()
-	errf("hostname", err)
-	st.Os, err = s.o.OS.Info()
-	errf("os", err)
-	st.Interfaces, st.Routes, err = s.o.Links.Snapshot()
-	errf("interfaces", err)
-	s.stateMu.Lock()
+	var (
+		wg, nmDone                                                 sync.WaitGroup
+		nmSt                                                       nm.State
+		nmErr, hostErr, osErr, ifErr, dnsErr, v6Err, pkgErr, mfErr error
+	)
+	nmDone.Add(1)
+	go func() {
+		defer nmDone.Done()
+		nmSt, nmErr = s.o.NM.State(ctx)
+	}()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		st.QemuGuestAgent = s.o.QGA.State()
+	}()
+	go func() {
+		defer wg.Done()
+		st.Hostname, hostErr = s.o.OS.Hostname()
+		st.Os, osErr = s.o.OS.Info()
+		st.Dns, dnsErr = s.o.DNS.State()
+		st.PackageManager, pkgErr = s.o.PkgConf.State()
+		st.ManagedFiles, mfErr = s.o.Files.Managed()
+	}()
+	st.Interfaces, st.Routes, ifErr = s.o.Links.Snapshot()
+	st.Ipv6, v6Err = s.o.IPv6.State(st.Interfaces, st.Routes)
+	nmDone.Wait()
 	var devs []nm.Device
-	st.NetworkManager, devs, err = s.nmState(ctx, st.Interfaces)
-	s.probe.prime(devs, err)
-	errf("network stack", s.o.Stack.Annotate(ctx, st.Interfaces))
+	st.NetworkManager, devs = nmProfiles(nmSt, nmErr, st.Interfaces)
+	s.stateMu.Lock()
+	s.probe.prime(devs, nmErr)
+	stackErr := s.o.Stack.Annotate(ctx, st.Interfaces)
 	s.probe.unprime()
 	s.stateMu.Unlock()
-	st.Dns, err = s.o.DNS.State()
-	errf("dns", err)
-	st.Ipv6, err = s.o.IPv6.State(st.Interfaces, st.Routes)
-	errf("ipv6", err)
-	st.PackageManager, err = s.o.PkgConf.State()
-	errf("package manager", err)
-	st.QemuGuestAgent = s.o.QGA.State()
+	wg.Wait()
+	for _, e := range []struct {
+		what string
+		err  error
+	}{{"hostname", hostErr}, {"os", osErr}, {"interfaces", ifErr}, {"network stack", stackErr}, {"dns", dnsErr},
+		{"ipv6", v6Err}, {"package manager", pkgErr}, {"managed files", mfErr}} {
+		if e.err != nil {
+			st.CollectionErrors = append(st.CollectionErrors, e.what+": "+e.err.Error())
+		}
+	}
 	c := s.o.Config
 	st.Config = &kvmnetv1.AgentConfig{AllowApply: c.AllowApply, ManageProfiles: c.ManageProfiles, ManageIpv6: c.ManageIPv6,
 		ManagePackageManager: c.ManagePackageManager, Transports: append([]string(nil), c.Listen...)}
-	st.ManagedFiles, err = s.o.Files.Managed()
-	errf("managed files", err)
 	st.PendingCheckpoint = s.applier.Pending()
 	return st, nil
 }
 
+// nmState reads NetworkManager and converts what it read (see nmProfiles).
 func (s *Service) nmState(ctx context.Context, ifaces []*kvmnetv1.Interface) (*kvmnetv1.NetworkManagerState, []nm.Device, error) {
-	out := &kvmnetv1.NetworkManagerState{}
 	st, err := s.o.NM.State(ctx)
+	out, devs := nmProfiles(st, err, ifaces)
+	return out, devs, err
+}
+
+// nmProfiles turns NetworkManager's state (or the error reading it) into the reported state,
+// deciding bound_to_missing_interface against the kernel's interfaces.
+func nmProfiles(st nm.State, err error, ifaces []*kvmnetv1.Interface) (*kvmnetv1.NetworkManagerState, []nm.Device) {
+	out := &kvmnetv1.NetworkManagerState{}
 	if err != nil {
 		out.Error = err.Error()
-		return out, nil, err
+		return out, nil
 	}
 	out.Running, out.Version = true, st.Status.Version
 	for _, p := range st.Profiles {
@@ -293,7 +323,7 @@ func (s *Service) nmState(ctx context.Context, ifaces []*kvmnetv1.Interface) (*k
 			ManagedByKvmnet: p.ManagedByKvmnet, BoundToMissingInterface: missing,
 		})
 	}
-	return out, st.Devices, nil
+	return out, st.Devices
 }
 
 // RunChecks runs the caller's checks.
