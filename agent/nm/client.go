@@ -14,17 +14,20 @@ import (
 
 // D-Bus names of NetworkManager's objects and interfaces.
 const (
-	busName          = "org.freedesktop.NetworkManager"
-	nmPath           = dbus.ObjectPath("/org/freedesktop/NetworkManager")
-	nmIface          = "org.freedesktop.NetworkManager"
-	settingsPath     = dbus.ObjectPath("/org/freedesktop/NetworkManager/Settings")
-	settingsIface    = "org.freedesktop.NetworkManager.Settings"
-	connIface        = "org.freedesktop.NetworkManager.Settings.Connection"
-	deviceIface      = "org.freedesktop.NetworkManager.Device"
-	activeIface      = "org.freedesktop.NetworkManager.Connection.Active"
-	ip4Iface         = "org.freedesktop.NetworkManager.IP4Config"
-	propsIface       = "org.freedesktop.DBus.Properties"
-	defaultSystemBus = "unix:path=/run/dbus/system_bus_socket"
+	busName       = "org.freedesktop.NetworkManager"
+	nmPath        = dbus.ObjectPath("/org/freedesktop/NetworkManager")
+	nmIface       = "org.freedesktop.NetworkManager"
+	settingsPath  = dbus.ObjectPath("/org/freedesktop/NetworkManager/Settings")
+	settingsIface = "org.freedesktop.NetworkManager.Settings"
+	connIface     = "org.freedesktop.NetworkManager.Settings.Connection"
+	deviceIface   = "org.freedesktop.NetworkManager.Device"
+	activeIface   = "org.freedesktop.NetworkManager.Connection.Active"
+	ip4Iface      = "org.freedesktop.NetworkManager.IP4Config"
+	propsIface    = "org.freedesktop.DBus.Properties"
+	// rootPath holds NetworkManager's ObjectManager (every object below /org/freedesktop).
+	rootPath           = dbus.ObjectPath("/org/freedesktop")
+	objectManagerIface = "org.freedesktop.DBus.ObjectManager"
+	defaultSystemBus   = "unix:path=/run/dbus/system_bus_socket"
 )
 
 // DefaultCallTimeout bounds every D-Bus call when Options.CallTimeout is zero.

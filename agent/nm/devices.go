@@ -54,17 +54,53 @@ func (d Device) Ethernet() bool {
 	return d.Type == gonm.NmDeviceTypeEthernet || d.Type == gonm.NmDeviceTypeVeth
 }
 
-// Devices lists every device NetworkManager knows (managed or not), in GetAllDevices' order. The
-// devices' properties are read with overlapping calls (see parallel).
+// Devices lists every device NetworkManager knows (managed or not), in GetAllDevices' order.
 func (c *Client) Devices(ctx context.Context) ([]Device, error) {
-	var paths []dbus.ObjectPath
-	if err := c.call(ctx, nmPath, nmIface+".GetAllDevices", nil, &paths); err != nil {
-		return nil, err
+	devs, _, err := c.devices(ctx)
+	return devs, err
+}
+
+// objects is ObjectManager.GetManagedObjects' reply: object path → interface → property → value.
+type objects map[dbus.ObjectPath]map[string]map[string]dbus.Variant
+
+// prop returns one property of an object in objs; ok is false when the object or interface is not
+// there (objs nil: not fetched).
+func (o objects) prop(p dbus.ObjectPath, iface, name string) (v dbus.Variant, ok bool) {
+	props, ok := o[p][iface]
+	if !ok {
+		return dbus.Variant{}, false
+	}
+	return props[name], true
+}
+
+// devices reads the device list and, in the same round trip, every object's properties with one
+// ObjectManager.GetManagedObjects call (instead of one GetAll per device and one Get per IP4Config).
+// Objects the reply lacks (created in between, or a NetworkManager without the ObjectManager) are read
+// one by one, overlapping (see parallel). The objects are returned for State (nil when unavailable).
+func (c *Client) devices(ctx context.Context) ([]Device, objects, error) {
+	var (
+		paths []dbus.ObjectPath
+		objs  objects
+	)
+	errs := parallel(2, func(i int) error {
+		if i == 0 {
+			return c.call(ctx, nmPath, nmIface+".GetAllDevices", nil, &paths)
+		}
+		return c.call(ctx, rootPath, objectManagerIface+".GetManagedObjects", nil, &objs)
+	})
+	if errs[0] != nil {
+		return nil, nil, errs[0]
+	}
+	if errs[1] != nil {
+		if !isUnknownObject(errs[1]) {
+			return nil, nil, errs[1]
+		}
+		objs = nil // no ObjectManager: read each object
 	}
 	devs := make([]Device, len(paths))
-	errs := parallel(len(paths), func(i int) error {
+	errs = parallel(len(paths), func(i int) error {
 		var err error
-		devs[i], err = c.device(ctx, paths[i])
+		devs[i], err = c.device(ctx, paths[i], objs)
 		return err
 	})
 	out := make([]Device, 0, len(paths))
@@ -73,17 +109,21 @@ func (c *Client) Devices(ctx context.Context) ([]Device, error) {
 			if isUnknownObject(err) { // vanished while listing
 				continue
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, devs[i])
 	}
-	return out, nil
+	return out, objs, nil
 }
 
-func (c *Client) device(ctx context.Context, p dbus.ObjectPath) (Device, error) {
-	props, err := c.getAll(ctx, p, deviceIface)
-	if err != nil {
-		return Device{}, err
+// device builds one Device from objs, or with its own calls when objs lacks it.
+func (c *Client) device(ctx context.Context, p dbus.ObjectPath, objs objects) (Device, error) {
+	props, ok := objs[p][deviceIface]
+	if !ok {
+		var err error
+		if props, err = c.getAll(ctx, p, deviceIface); err != nil {
+			return Device{}, err
+		}
 	}
 	d := Device{Path: p}
 	d.Interface, _ = props["Interface"].Value().(string)
@@ -96,6 +136,11 @@ func (c *Client) device(ctx context.Context, p dbus.ObjectPath) (Device, error) 
 	d.Managed, _ = props["Managed"].Value().(bool)
 	d.ActiveConnection, _ = props["ActiveConnection"].Value().(dbus.ObjectPath)
 	if ip4, _ := props["Ip4Config"].Value().(dbus.ObjectPath); ip4 != "" && ip4 != "/" {
+		if v, ok := objs.prop(ip4, ip4Iface, "AddressData"); ok {
+			d.IPv4 = addressData(v.Value())
+			return d, nil
+		}
+		var err error
 		d.IPv4, err = c.ip4Addresses(ctx, ip4)
 		if err != nil && !isUnknownObject(err) {
 			return Device{}, err

@@ -64,7 +64,7 @@ func (c *Client) WaitIPv4(ctx context.Context, dev, ac dbus.ObjectPath, timeout 
 	defer cancel()
 	var last Device
 	for {
-		d, err := c.device(ctx, dev)
+		d, err := c.device(ctx, dev, nil)
 		if err == nil {
 			last = d
 			if len(d.IPv4) > 0 && d.State == gonm.NmDeviceStateActivated {

@@ -3,11 +3,13 @@ package nm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
 
@@ -114,6 +116,7 @@ func TestProfilesLeaseAndMarker(t *testing.T) {
 	if !ok || !p.ManagedByKvmnet || !p.Active || p.ActiveDevice != "enp1s0" || len(spec.Diff(p)) != 0 {
 		t.Fatalf("kvm-dhcp profile: %+v diff=%v", p, spec.Diff(p))
 	}
+	sameAsOneByOne(t, c, st)
 	kf, err := l.NM.Keyfile("kvm-dhcp-enp1s0.nmconnection")
 	if err != nil || !strings.Contains(kf, "[user]") || !strings.Contains(kf, "org.kvmnet.managed-by=kvmnet-agent") {
 		t.Fatalf("keyfile lacks kvmnet's mark (%v):\n%s", err, kf)
@@ -335,6 +338,46 @@ func TestSubscribe(t *testing.T) {
 			sawActivated = sawActivated || (ev.Kind == EventState && ev.Interface == "enp1s0" && strings.Contains(ev.Summary, "-> NmDeviceStateActivated"))
 		case <-ctx.Done():
 			t.Fatalf("events missing: profile=%t activated=%t", sawProfile, sawActivated)
+		}
+	}
+}
+
+// sameAsOneByOne checks that State, which takes devices', active connections' and profiles'
+// properties from one GetManagedObjects reply, reads what one call per object reads.
+func sameAsOneByOne(t *testing.T, c *Client, st State) {
+	t.Helper()
+	ctx := context.Background()
+	active := map[dbus.ObjectPath]string{}
+	for _, d := range st.Devices {
+		one, err := c.device(ctx, d.Path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprintf("%+v", one) != fmt.Sprintf("%+v", d) {
+			t.Errorf("device from GetManagedObjects %+v, one by one %+v", d, one)
+		}
+		if d.ActiveConnection != "/" && d.ActiveConnection != "" {
+			var v dbus.Variant
+			if err := c.call(ctx, d.ActiveConnection, propsIface+".Get", []any{activeIface, "Connection"}, &v); err != nil {
+				t.Fatal(err)
+			}
+			active[v.Value().(dbus.ObjectPath)] = d.Interface
+		}
+	}
+	withIP4 := 0
+	for _, d := range st.Devices {
+		withIP4 += len(d.IPv4)
+	}
+	if len(active) == 0 || withIP4 == 0 {
+		t.Fatalf("nothing to compare: %d active connections, %d IPv4 addresses", len(active), withIP4)
+	}
+	for _, p := range st.Profiles {
+		var fn dbus.Variant
+		if err := c.call(ctx, p.Path, propsIface+".Get", []any{connIface, "Filename"}, &fn); err != nil {
+			t.Fatal(err)
+		}
+		if p.Filename != fn.Value().(string) || p.ActiveDevice != active[p.Path] || p.Active != (active[p.Path] != "") {
+			t.Errorf("profile %s: filename %q active %t on %q; one by one: filename %q active on %q", p.ID, p.Filename, p.Active, p.ActiveDevice, fn.Value(), active[p.Path])
 		}
 	}
 }

@@ -115,6 +115,7 @@ func (c *Client) State(ctx context.Context) (State, error) {
 	var (
 		st    Status
 		devs  []Device
+		objs  objects
 		paths []dbus.ObjectPath
 	)
 	errs := parallel(3, func(i int) error {
@@ -123,7 +124,7 @@ func (c *Client) State(ctx context.Context) (State, error) {
 		case 0:
 			st, err = c.Status(ctx)
 		case 1:
-			devs, err = c.Devices(ctx)
+			devs, objs, err = c.devices(ctx)
 		case 2:
 			err = c.call(ctx, settingsPath, settingsIface+".ListConnections", nil, &paths)
 		}
@@ -135,7 +136,8 @@ func (c *Client) State(ctx context.Context) (State, error) {
 		}
 	}
 	// One task per device with an active connection (its settings path), then two per profile
-	// (settings, file name).
+	// (settings, file name). The active connections' and profiles' properties come with the objects
+	// devices read; only what they lack is asked for.
 	var actDevs []Device
 	for _, d := range devs {
 		if d.ActiveConnection != "" && d.ActiveConnection != "/" {
@@ -149,6 +151,10 @@ func (c *Client) State(ctx context.Context) (State, error) {
 	errs = parallel(na+2*len(paths), func(i int) error {
 		switch {
 		case i < na:
+			if v, ok := objs.prop(actDevs[i].ActiveConnection, activeIface, "Connection"); ok {
+				actPaths[i] = v
+				return nil
+			}
 			return c.call(ctx, actDevs[i].ActiveConnection, propsIface+".Get", []any{activeIface, "Connection"}, &actPaths[i])
 		case (i-na)%2 == 0:
 			var err error
@@ -156,6 +162,10 @@ func (c *Client) State(ctx context.Context) (State, error) {
 			return err
 		default:
 			p := paths[(i-na)/2]
+			if v, ok := objs.prop(p, connIface, "Filename"); ok {
+				filenames[(i-na)/2] = v
+				return nil
+			}
 			return c.call(ctx, p, propsIface+".Get", []any{connIface, "Filename"}, &filenames[(i-na)/2])
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/config"
 	"github.com/kvmnet/kvmnet/agent/dns"
 	"github.com/kvmnet/kvmnet/agent/link"
@@ -130,7 +131,7 @@ func BenchmarkGetStateRealNM(b *testing.B) {
 	b.Run("collectors", func(b *testing.B) {
 		c := s.o.NM.(*nm.Client)
 		names := []string{"hostname", "os", "links", "nm-state", "stack", "dns", "ipv6", "pkgconf", "qga", "files",
-			"nm-status", "nm-devices"}
+			"nm-status", "nm-devices", "nm-getmanagedobjects"}
 		sum := make(map[string]time.Duration, len(names))
 		timeIt := func(name string, f func()) {
 			t0 := time.Now()
@@ -170,6 +171,18 @@ func BenchmarkGetStateRealNM(b *testing.B) {
 			timeIt("files", func() { _, err := s.o.Files.Managed(); must(err) })
 			timeIt("nm-status", func() { _, err := c.Status(ctx); must(err) })
 			timeIt("nm-devices", func() { _, err := c.Devices(ctx); must(err) })
+			// The alternative to one call per object: ObjectManager's one reply with every object's
+			// properties (not the profiles' settings).
+			timeIt("nm-getmanagedobjects", func() {
+				conn, err := c.Conn(ctx)
+				must(err)
+				var objs map[dbus.ObjectPath]map[string]map[string]dbus.Variant
+				must(conn.Object("org.freedesktop.NetworkManager", "/org/freedesktop").CallWithContext(ctx,
+					"org.freedesktop.DBus.ObjectManager.GetManagedObjects", 0).Store(&objs))
+				if len(objs) == 0 {
+					b.Fatal("GetManagedObjects: no objects")
+				}
+			})
 		}
 		for _, n := range names {
 			b.ReportMetric(float64(sum[n].Nanoseconds())/float64(b.N), n+"-ns/op")

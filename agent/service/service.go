@@ -518,6 +518,9 @@ func (s *Service) Watch(_ *kvmnetv1.WatchRequest, stream kvmnetv1.Agent_WatchSer
 			return nil
 		case e, ok := <-links:
 			if !ok {
+				if ctx.Err() != nil { // the client went away: the subscription ended because of it
+					return nil
+				}
 				return status.Error(codes.Unavailable, "link event subscription ended")
 			}
 			ev = e
