@@ -182,37 +182,26 @@ func (n *NM) Signal(sig syscall.Signal) error { return syscall.Kill(n.PID(), sig
 
 // WaitReady waits until NetworkManager owns its bus name and reports Startup=false.
 func (n *NM) WaitReady(timeout time.Duration) error {
-	conn, err := dbus.Connect(n.Bus.Address)
-	if err != nil {
-		return fmt.Errorf("connect to private bus %s: %w", n.Bus.Address, err)
-	}
-	defer conn.Close()
-	return WaitFor(timeout, 50*time.Millisecond, func() (bool, error) {
-		if n.Proc.Exited() {
-			return false, fmt.Errorf("NetworkManager exited")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		var v dbus.Variant
-		err := conn.Object("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager").
-			CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", dbus.FlagNoAutoStart,
-				"org.freedesktop.NetworkManager", "Startup").Store(&v)
-		if err != nil {
-			return false, err
-		}
+	return n.pollProperty(timeout, 50*time.Millisecond, "Startup", func(v dbus.Variant) bool {
 		startup, _ := v.Value().(bool)
-		return !startup, nil
+		return !startup
 	})
 }
 
 // waitAnswers waits until NetworkManager answers on the bus: its Version property is readable.
 func (n *NM) waitAnswers(timeout time.Duration) error {
+	return n.pollProperty(timeout, 20*time.Millisecond, "Version", func(dbus.Variant) bool { return true })
+}
+
+// pollProperty reads NetworkManager's property prop every interval until done accepts its value,
+// failing at once if the process exits; a read error is retried until timeout and then returned.
+func (n *NM) pollProperty(timeout, interval time.Duration, prop string, done func(dbus.Variant) bool) error {
 	conn, err := dbus.Connect(n.Bus.Address)
 	if err != nil {
 		return fmt.Errorf("connect to private bus %s: %w", n.Bus.Address, err)
 	}
 	defer conn.Close()
-	return WaitFor(timeout, 20*time.Millisecond, func() (bool, error) {
+	return WaitFor(timeout, interval, func() (bool, error) {
 		if n.Proc.Exited() {
 			return false, fmt.Errorf("NetworkManager exited")
 		}
@@ -221,8 +210,11 @@ func (n *NM) waitAnswers(timeout time.Duration) error {
 		var v dbus.Variant
 		err := conn.Object("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager").
 			CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", dbus.FlagNoAutoStart,
-				"org.freedesktop.NetworkManager", "Version").Store(&v)
-		return err == nil, err
+				"org.freedesktop.NetworkManager", prop).Store(&v)
+		if err != nil {
+			return false, err
+		}
+		return done(v), nil
 	})
 }
 
