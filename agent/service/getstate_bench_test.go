@@ -171,9 +171,9 @@ func BenchmarkGetStateRealNM(b *testing.B) {
 				must(err)
 			})
 			timeIt("nm-state", func() {
-				var err error
-				_, devs, err = s.nmState(ctx, ifaces)
+				st, err := s.o.NM.State(ctx)
 				must(err)
+				_, devs = nmProfiles(st, err, ifaces)
 			})
 			timeIt("stack", func() {
 				s.probe.prime(devs, nil)

@@ -290,13 +290,6 @@ func (s *Service) GetState(ctx context.Context, _ *kvmnetv1.GetStateRequest) (*k
 	return st, nil
 }
 
-// nmState reads NetworkManager and converts what it read (see nmProfiles).
-func (s *Service) nmState(ctx context.Context, ifaces []*kvmnetv1.Interface) (*kvmnetv1.NetworkManagerState, []nm.Device, error) {
-	st, err := s.o.NM.State(ctx)
-	out, devs := nmProfiles(st, err, ifaces)
-	return out, devs, err
-}
-
 // nmProfiles turns NetworkManager's state (or the error reading it) into the reported state,
 // deciding bound_to_missing_interface against the kernel's interfaces.
 func nmProfiles(st nm.State, err error, ifaces []*kvmnetv1.Interface) (*kvmnetv1.NetworkManagerState, []nm.Device) {
