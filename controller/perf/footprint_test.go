@@ -70,14 +70,11 @@ func switches(tb testing.TB, pid int) int64 {
 // cpuTicks is utime+stime of pid in clock ticks.
 func cpuTicks(tb testing.TB, pid int) int64 {
 	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := testenv.ProcessCPU(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s
+	return int64(d / testenv.ClockTick)
 }
 
 // idleWakeups counts pid's context switches and CPU ticks over d, and the seconds in which any
