@@ -56,6 +56,6 @@ while read -r pkg; do
     fi
     n=$((n + 1))
   done
-done < <(grep -rl --include='*_test.go' '^func Fuzz' agent controller scripts | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
+done < <(grep -rl --include='*_test.go' '^func Fuzz' agent controller proto scripts | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 if [ "$n" -eq 0 ]; then echo "fuzz: no fuzz targets found" >&2; exit 1; fi
 echo "fuzz: $n targets, $t each, no crash ($((SECONDS - start))s wall, ${build}s of it building)"

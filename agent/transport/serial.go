@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kvmnet/kvmnet/agent/transport/resync"
+	"github.com/kvmnet/kvmnet/proto/kvmnet/v1/resync"
 )
 
 // DefaultSerialDevice is the guest end of the kvmnet virtio-serial channel.

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/kvmnet/kvmnet/agent/transport"
-	"github.com/kvmnet/kvmnet/agent/transport/resync"
-	"github.com/kvmnet/kvmnet/agent/transport/serialemu"
+	"github.com/kvmnet/kvmnet/proto/kvmnet/v1/resync"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/serialemu"
 )
 
 func newEmu(t *testing.T, opts serialemu.Options) *serialemu.Emulator {

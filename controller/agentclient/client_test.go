@@ -15,8 +15,8 @@ import (
 
 	"github.com/kvmnet/kvmnet/agent/server"
 	"github.com/kvmnet/kvmnet/agent/transport"
-	"github.com/kvmnet/kvmnet/agent/transport/resync"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/proto/kvmnet/v1/resync"
 )
 
 func TestUnixEndToEnd(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/kvmnet/kvmnet/agent/server"
 	"github.com/kvmnet/kvmnet/agent/transport"
-	"github.com/kvmnet/kvmnet/agent/transport/serialemu"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/serialemu"
 )
 
 // fakeAgent is a small AgentServer: GetState names the instance, Hang blocks GetState until the

@@ -21,12 +21,12 @@ import (
 	"github.com/kvmnet/kvmnet/agent/server"
 	"github.com/kvmnet/kvmnet/agent/service"
 	"github.com/kvmnet/kvmnet/agent/transport"
-	"github.com/kvmnet/kvmnet/agent/transport/resync"
-	"github.com/kvmnet/kvmnet/agent/transport/serialemu"
 	"github.com/kvmnet/kvmnet/controller/agentclient"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/proto/kvmnet/v1/resync"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/serialemu"
 )
 
 // gatedSysctl is an in-memory sysctl store whose Set waits for release once armed, telling entered

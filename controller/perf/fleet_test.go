@@ -20,8 +20,8 @@ import (
 	"github.com/kvmnet/kvmnet/agent/server"
 	"github.com/kvmnet/kvmnet/agent/service"
 	"github.com/kvmnet/kvmnet/agent/transport"
-	"github.com/kvmnet/kvmnet/agent/transport/serialemu"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/serialemu"
 )
 
 // fakeLinks is one enp1s0 with a lease-like address and a default route; Watch never fires.

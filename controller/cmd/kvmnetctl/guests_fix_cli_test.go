@@ -13,8 +13,8 @@ import (
 
 	"github.com/kvmnet/kvmnet/agent/server"
 	"github.com/kvmnet/kvmnet/agent/transport"
-	"github.com/kvmnet/kvmnet/agent/transport/serialemu"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/serialemu"
 )
 
 // fxAgent is a guest agent with a profile bound to eth0 while its NIC is enp1s0; it records every

@@ -1,6 +1,5 @@
 // Package serialemu emulates a virtio-serial channel the way QEMU and the guest kernel behave (as
-// measured with a real guest, see lab-notes "virtio-serial, measured with a real guest"), over a real
-// unix socket for the host end:
+// measured with a real TCG guest under libvirt 9.0), over a real unix socket for the host end:
 //
 //   - the host end is a unix socket serving one client at a time; further clients queue in the
 //     kernel backlog until the current one closes;
