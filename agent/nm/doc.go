@@ -10,7 +10,7 @@
 // It uses github.com/Wifx/gonetworkmanager/v2 for NetworkManager's enums and settings map type only:
 // that library's objects are bound to dbus.SystemBus() and make calls without deadlines, and several of
 // its methods are broken in v2.2.0 (CheckpointAdjustRollbackTimeout, CheckpointDestroy(nil),
-// Device.Reapply; see lab-notes.md), so all calls are made here with godbus' CallWithContext.
+// Device.Reapply: the first panics, the others fail or do nothing), so all calls are made here with godbus' CallWithContext.
 //
 // It owns no files and must never import netlink, gRPC or kvmnet's file-writing code: it knows
 // NetworkManager's D-Bus API, nothing else.

@@ -20,7 +20,7 @@ const (
 type Network struct {
 	// Name, e.g. "default".
 	Name string `json:"name"`
-	// UUID.
+	// UUID identifies the object across renames and redefinitions.
 	UUID string `json:"uuid"`
 	// Active is true when started.
 	Active bool `json:"active"`
@@ -162,9 +162,9 @@ const (
 
 // Domain is one libvirt domain.
 type Domain struct {
-	// Name.
+	// Name is the domain name virsh uses.
 	Name string `json:"name"`
-	// UUID.
+	// UUID identifies the object across renames and redefinitions.
 	UUID string `json:"uuid"`
 	// State: "running", "shut off", "paused", "crashed", ...
 	State string `json:"state"`

@@ -23,7 +23,7 @@ const (
 	// no permission surprises with shared kernels or sockets.
 	QEMURoot QEMUMode = iota
 	// QEMUStock mimics Debian's stock qemu.conf: QEMU runs as libvirt-qemu, group kvm (the group is
-	// named explicitly so the capabilities cache stays valid; see lab-notes). Use it to test who can
+	// named explicitly: without it libvirt re-probes QEMU capabilities on every call). Use it to test who can
 	// reach the sockets QEMU creates.
 	QEMUStock
 )
