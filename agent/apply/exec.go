@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/kvmnet/kvmnet/agent/config"
 	"github.com/kvmnet/kvmnet/agent/files"
 	"github.com/kvmnet/kvmnet/agent/nm"
+	"github.com/kvmnet/kvmnet/agent/stack"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -82,6 +84,12 @@ type Options struct {
 	Logger *slog.Logger
 	// OnEvent, when set, is told about checkpoints (created, confirmed, rolled back) for Watch.
 	OnEvent func(summary string)
+	// Stacks chooses the network stack backend per NIC (nil: every NIC is NetworkManager's).
+	Stacks Stacks
+	// Runner runs the file-based stacks' commands (netplan, networkctl, systemctl).
+	Runner stack.Runner
+	// Addrs reads a NIC's IPv4 addresses, to wait for a lease a file-based stack obtains.
+	Addrs AddrReader
 	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
 	// middle of an Apply or a rollback (default DefaultNMRestartWait).
 	NMRestartWait time.Duration
@@ -117,6 +125,8 @@ type pending struct {
 	before     map[string]string // touched interface → uuid of the profile active on it before ("": none)
 	hadIPv4    map[string]bool   // touched interface had an IPv4 address before
 	incomplete bool              // the Apply did not finish (NetworkManager stopped): only Rollback
+
+	stacks []*stackRecord // file-based stacks whose commands ran (rollback re-runs theirs)
 }
 
 // New returns an Applier.
@@ -161,6 +171,14 @@ func (a *Applier) Gather(ctx context.Context, root string) Inputs {
 			}
 		}
 	}
+	if a.o.Addrs != nil {
+		in.NICIPv4 = map[string][]string{}
+		for _, n := range in.NICs {
+			if v4, err := a.o.Addrs.IPv4(n.Name); err == nil {
+				in.NICIPv4[n.Name] = slices.DeleteFunc(v4, func(s string) bool { return strings.HasPrefix(s, "169.254.") })
+			}
+		}
+	}
 	if root != "" {
 		in.AptInstalled = dirExists(filepath.Join(root, "etc/apt"))
 		in.DnfInstalled = dirExists(filepath.Join(root, "etc/dnf"))
@@ -192,6 +210,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		root = "/"
 	}
 	in := a.Gather(ctx, root)
+	a.chooseStacks(ctx, r, &in)
 	plan, err := Compute(r, in)
 	if err != nil {
 		a.log.Warn("apply refused", "error", err)
@@ -304,8 +323,10 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		s.Change.Summary += fmt.Sprintf(": got %s in %s", strings.Join(addrs, ","), time.Since(start).Round(time.Millisecond))
 		return nil
 	case OpWriteFile:
-		_, err := a.o.Files.Write(s.Path, s.Body, 0)
+		_, err := a.o.Files.Write(s.Path, s.Body, s.Mode)
 		return err
+	case OpStackApply:
+		return a.execStack(ctx, p, s)
 	case OpRemoveFile:
 		_, err := a.o.Files.Remove(s.Path)
 		return err
@@ -353,6 +374,11 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 		}
 		restored = append(restored, fmt.Sprintf("sysctl %s = %s", k, v))
 	}
+	res, err = a.rollbackStacks(ctx, p, true)
+	restored = append(restored, res...)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if p.snap != nil {
 		res, err := a.o.Files.RestoreSnapshot(p.snap)
 		if err != nil {
@@ -363,6 +389,11 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 				restored = append(restored, "file "+r.Path)
 			}
 		}
+	}
+	res, err = a.rollbackStacks(ctx, p, false)
+	restored = append(restored, res...)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	a.log.Info("rolled back", "checkpoint", p.id, "restored", strings.Join(restored, "; "), "errors", len(errs))
 	return restored, errors.Join(errs...)
