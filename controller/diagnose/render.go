@@ -141,7 +141,7 @@ func clean(s string) string {
 func WriteStatus(w io.Writer, r Report, color bool) error {
 	p := painter(color)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tMAC\tNETWORK\tVNET\tGUEST-IF\tGUEST-IPV4\tLEASE\tAGENT\tIPV6\tAPT-IPV4\tCHECKS\tFINDINGS")
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tMAC\tNETWORK\tVNET\tGUEST-IF\tSTACK\tGUEST-IPV4\tLEASE\tAGENT\tIPV6\tAPT-IPV4\tCHECKS\tFINDINGS")
 	nics := 0
 	for _, row := range r.Rows() {
 		n := row.NIC
@@ -167,8 +167,8 @@ func WriteStatus(w io.Writer, r Report, color bool) error {
 			codes = strings.Join(cs, ",")
 		}
 		// tabwriter counts escape bytes as width: colour only the last column.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			clean(row.Domain), clean(row.State), dash(n.MAC), dash(network), dash(n.Vnet), dash(n.GuestIfname),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			clean(row.Domain), clean(row.State), dash(n.MAC), dash(network), dash(n.Vnet), dash(n.GuestIfname), dash(n.Stack),
 			dash(strings.Join(n.GuestIPv4, ",")), dash(lease), row.Agent, dash(n.IPv6), dash(n.AptIPv4), dash(n.Checks),
 			p.sev(row.Worst, clean(codes)))
 	}
