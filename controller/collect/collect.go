@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"google.golang.org/grpc"
@@ -111,10 +112,10 @@ type Options struct {
 	// Timeout bounds libvirt enumeration, and then — once — the host sources and all guests together:
 	// every guest gets the same deadline, so a hung guest costs at most Timeout. Default 10 s.
 	Timeout time.Duration
-	// Checks runs RunChecks on every reachable guest (see BuildChecks).
+	// Checks runs RunChecks on every reachable guest (see checks.Status).
 	Checks bool
 	// Targets of the checks.
-	Targets CheckTargets
+	Targets checks.Targets
 	// Domains restricts agent queries to these domains (all domains are still listed). Empty: all.
 	Domains []string
 	// DialDisconnected dials virtio-serial channels libvirt reports as disconnected (nothing in the
@@ -152,7 +153,7 @@ func New(src Sources, opts Options) (*Collector, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	opts.Targets = opts.Targets.withDefaults()
+	opts.Targets = opts.Targets.WithDefaults()
 	return &Collector{src: src, opts: opts}, nil
 }
 
