@@ -60,6 +60,11 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	}
 	start := time.Now()
 	r, err := bounded(ctx, func(ctx context.Context) (snapshot.Guest, error) { return c.query(ctx, dom, eps, nets), nil })
+	if err == nil && !r.Reachable && ctx.Err() != nil {
+		// The call failed because the deadline passed (its error only echoes that): the same
+		// outcome as bounded giving up first, whichever of the two won the race.
+		err = ctx.Err()
+	}
 	if err != nil {
 		g.Error = fmt.Sprintf("no answer within %s: %v", c.opts.Timeout, err)
 		c.opts.Logger.Debug("guest timed out", "domain", dom.Name, "after", time.Since(start))
