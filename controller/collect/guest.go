@@ -46,7 +46,7 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	}
 	switch {
 	case len(eps) == 0:
-		return g
+		return c.withQGA(ctx, dom, g)
 	case !dom.Running():
 		g.Error = "domain is " + dom.State
 		return g
@@ -65,7 +65,7 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 		return g
 	}
 	c.opts.Logger.Debug("guest queried", "domain", dom.Name, "reachable", r.Reachable, "err", r.Error, "took", time.Since(start))
-	return r
+	return c.withQGA(ctx, dom, r)
 }
 
 // query tries each endpoint in turn until one answers GetState, then runs the checks there.

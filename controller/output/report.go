@@ -24,13 +24,7 @@ type statusRow struct {
 func statusRows(r diagnose.Report) []statusRow {
 	var out []statusRow
 	for _, g := range r.Guests {
-		agent := "none"
-		if g.Agent.Transport != "none" && g.Agent.Transport != "" {
-			agent = g.Agent.Transport + "/ok"
-			if !g.Agent.Reachable {
-				agent = g.Agent.Transport + "/unreachable"
-			}
-		}
+		agent := g.AgentColumn()
 		nics := g.NICs
 		if len(nics) == 0 {
 			nics = []diagnose.NICReport{{}}

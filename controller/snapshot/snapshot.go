@@ -119,6 +119,8 @@ type Guest struct {
 	Checks []*kvmnetv1.CheckResult `json:"checks,omitempty"`
 	// Latency is how long GetState took.
 	Latency time.Duration `json:"latency_ns,omitempty"`
+	// QGA is qemu-guest-agent's view, asked when the kvmnet agent did not answer (nil: not asked).
+	QGA *QGAView `json:"qga,omitempty"`
 }
 
 // FindDomain returns the domain with the given name.

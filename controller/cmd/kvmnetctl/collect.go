@@ -19,6 +19,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
+	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
@@ -118,6 +119,9 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 				return nil, err
 			}
 			return c, nil
+		}),
+		QGA: collect.QGAFunc(func(ctx context.Context, domain string) snapshot.QGAView {
+			return qga.View(ctx, qga.NewClient(src, domain, g.Timeout))
 		}),
 	}
 	if hostFacts(src) {
