@@ -8,10 +8,6 @@ import (
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
-// CodeKvmnetAgentMissing: the kvmnet agent does not answer but qemu-guest-agent does, so kvmnetctl
-// can install the agent from the host (`kvmnetctl guests install-agent VM`).
-const CodeKvmnetAgentMissing Code = "kvmnet_agent_missing"
-
 // QGAReport is the "qga" object of a guest's agent: what qemu-guest-agent said when the kvmnet agent
 // did not answer.
 type QGAReport struct {
