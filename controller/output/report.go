@@ -98,7 +98,7 @@ func WriteStatus(w io.Writer, r diagnose.Report, pal Palette) error {
 			}
 			codes = strings.Join(cs, ",")
 		}
-		rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(n.MAC), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname),
+		rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname),
 			Dash(strings.Join(n.GuestIPv4, ",")), Dash(lease), row.agent, Dash(n.IPv6), Dash(n.AptIPv4), Dash(n.Checks), codes})
 		worst = append(worst, row.worst)
 	}
