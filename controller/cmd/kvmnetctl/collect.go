@@ -114,8 +114,8 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	}
 	sources := collect.Sources{
 		Libvirt: src,
-		Agents: collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
-			c, err := agentclient.Dial(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
+		Agents: collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+			c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
 			if err != nil {
 				return nil, err
 			}
