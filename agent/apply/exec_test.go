@@ -65,10 +65,14 @@ func (f *fakeNM) Activate(_ context.Context, c, _ dbus.ObjectPath) (dbus.ObjectP
 	f.log("activate:" + string(c))
 	return "/a/1", nil
 }
-func (f *fakeNM) WaitIPv4(context.Context, dbus.ObjectPath, dbus.ObjectPath, time.Duration) ([]string, error) {
+func (f *fakeNM) WaitIPv4(ctx context.Context, _, _ dbus.ObjectPath, _ time.Duration) ([]string, error) {
 	f.log("wait")
 	if f.block != nil {
-		<-f.block
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if f.waitErr != nil {
 		return nil, f.waitErr

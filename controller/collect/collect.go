@@ -90,6 +90,8 @@ type Sources struct {
 	Firewall FirewallSource
 	Access   ChannelAccessSource
 	Agents   AgentDialer
+	// QGA, when set, is asked for the view of running guests whose kvmnet agent does not answer.
+	QGA QGASource
 }
 
 // DefaultTimeout is the deadline for the guest phase (and each host source) when Options gives none.

@@ -46,7 +46,7 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	}
 	switch {
 	case len(eps) == 0:
-		return g
+		return c.withQGA(ctx, dom, g)
 	case !dom.Running():
 		g.Error = "domain is " + dom.State
 		return g
@@ -66,21 +66,25 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 		return g
 	}
 	// The query may return on its own just as the deadline passes (GetState failing with
-	// DeadlineExceeded): that is still a guest that did not answer in time.
-	// gRPC's own deadline timer may fire a moment before ctx's, so look at the clock, not ctx.Err.
+	// DeadlineExceeded): still a guest that did not answer in time. gRPC's deadline timer may fire a
+	// moment before ctx's, so look at the clock, not only ctx.Err.
 	r.TimedOut = r.Error != "" && deadlinePassed(ctx)
 	c.opts.Logger.Debug("guest queried", "domain", dom.Name, "reachable", r.Reachable, "err", r.Error, "took", time.Since(start))
-	return r
+	return c.withQGA(ctx, dom, r)
 }
 
 // queuedOut is the view of a guest whose turn never came before the caller's context ended (Workers).
 func (c *Collector) queuedOut(dom snapshot.Domain, err error) snapshot.Guest {
+	g := snapshot.Guest{Domain: dom.Name, Transport: snapshot.TransportNone}
 	eps := Endpoints(dom)
-	if len(eps) == 0 || !dom.Running() {
-		// Nothing would have been dialled: say what guest() says without dialling.
-		return c.guest(context.Background(), dom, nil)
+	if len(eps) == 0 {
+		return g // nothing would have been dialled (and no time is left for qemu-guest-agent)
 	}
-	g := snapshot.Guest{Domain: dom.Name, Transport: eps[0].Transport, Address: eps[0].Addr}
+	g.Transport, g.Address = eps[0].Transport, eps[0].Addr
+	if !dom.Running() {
+		g.Error = "domain is " + dom.State
+		return g
+	}
 	g.Error = fmt.Sprintf("not queried before the deadline: %v", err)
 	g.TimedOut = true
 	return g

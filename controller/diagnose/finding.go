@@ -76,6 +76,9 @@ const (
 	CodeGuestAgentUnreachable Code = "guest_agent_unreachable"
 	// CodeGuestAgentMissingChannel: the domain has neither an org.kvmnet.agent.0 channel nor vsock.
 	CodeGuestAgentMissingChannel Code = "guest_agent_missing_channel"
+	// CodeKvmnetAgentMissing: the kvmnet agent does not answer but qemu-guest-agent does, so kvmnetctl
+	// can install the agent from the host (`kvmnetctl guests install-agent VM`).
+	CodeKvmnetAgentMissing Code = "kvmnet_agent_missing"
 	// CodeQemuGuestAgentMissing: qemu-guest-agent (or its channel) is missing or not running.
 	CodeQemuGuestAgentMissing Code = "qemu_guest_agent_missing"
 	// CodeSessionUsermodeNetwork: a NIC uses user-mode networking (qemu:///session).

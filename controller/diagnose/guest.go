@@ -33,6 +33,8 @@ type guestCtx struct {
 	out   []Finding
 	rep   GuestReport
 	check checkSet
+	// viaQGA: st was built from qemu-guest-agent's view (interfaces only), not the kvmnet agent's.
+	viaQGA bool
 }
 
 func (gc *guestCtx) add(f Finding) {
@@ -51,10 +53,14 @@ func (gc *guestCtx) addNIC(n *nicCtx, f Finding) {
 }
 
 func (gc *guestCtx) fixGuest(n *nicCtx) string {
-	if n == nil {
-		return "kvmnetctl guests fix " + gc.dom.Name
+	fix := "kvmnetctl guests fix " + gc.dom.Name
+	if n != nil {
+		fix = fmt.Sprintf("kvmnetctl guests fix %s --nic %s", gc.dom.Name, n.nic.MAC)
 	}
-	return fmt.Sprintf("kvmnetctl guests fix %s --nic %s", gc.dom.Name, n.nic.MAC)
+	if gc.viaQGA {
+		return InstallAgentCommand(gc.dom.Name) + ", then " + fix
+	}
+	return fix
 }
 
 func normMAC(m string) string { return strings.ToLower(strings.TrimSpace(m)) }
@@ -68,6 +74,7 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 	if gc.g.Reachable {
 		gc.st = gc.g.State
 	}
+	gc.fromQGA()
 	gc.rep = GuestReport{Name: dom.Name, State: dom.State, Agent: gc.agentReport(), NICs: []NICReport{}}
 	if gc.st != nil {
 		gc.rep.Hostname = gc.st.GetHostname()
@@ -83,7 +90,7 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 		for _, n := range gc.nics {
 			gc.nicRules(n)
 		}
-		if gc.st != nil {
+		if gc.st != nil && !gc.viaQGA {
 			gc.profiles()
 			gc.defaultRoute()
 			gc.resolver()
@@ -127,7 +134,8 @@ func (gc *guestCtx) transport() snapshot.AgentTransport {
 }
 
 func (gc *guestCtx) agentReport() AgentReport {
-	a := AgentReport{Transport: string(gc.transport()), Reachable: gc.g.Reachable, Address: gc.g.Address, Error: gc.g.Error}
+	a := AgentReport{Transport: string(gc.transport()), Reachable: gc.g.Reachable, Address: gc.g.Address, Error: gc.g.Error,
+		QGA: qgaReport(gc.g.QGA)}
 	if gc.st != nil {
 		a.Version = gc.st.GetAgentVersion()
 		if cfg := gc.st.GetConfig(); cfg != nil {
@@ -353,6 +361,9 @@ func whoGetsIn(a snapshot.SocketAccess) string {
 }
 
 func (gc *guestCtx) agentPresence() {
+	if gc.kvmnetAgentMissing() {
+		return
+	}
 	switch {
 	case gc.transport() == snapshot.TransportNone:
 		sev := SeverityWarning
@@ -364,7 +375,7 @@ func (gc *guestCtx) agentPresence() {
 			Summary: fmt.Sprintf("%s has no %s channel and no vsock device: only what the host sees is reported (lease, neighbour entry, link state), nothing from inside the guest",
 				gc.dom.Name, snapshot.ChannelKvmnet),
 			Fix:      "kvmnetctl guests enable-channel " + gc.dom.Name + ", then install kvmnet-agent in the guest",
-			Evidence: []string{ev("transport", "none"), ev("vsock_cid", gc.dom.VsockCID), ev("state", gc.dom.State)},
+			Evidence: append([]string{ev("transport", "none"), ev("vsock_cid", gc.dom.VsockCID), ev("state", gc.dom.State)}, gc.neitherAgent()...),
 		})
 	case gc.dom.Running() && !gc.g.Reachable:
 		chState := ""
@@ -380,7 +391,7 @@ func (gc *guestCtx) agentPresence() {
 			Summary: fmt.Sprintf("the kvmnet agent of %s does not answer on %s: %s; only host-side facts are reported",
 				gc.dom.Name, orNone(gc.g.Address), why),
 			Fix:      "install and start kvmnet-agent in the guest (dpkg -i kvmnet-agent_*.deb or rpm -i kvmnet-agent-*.rpm; systemctl enable --now kvmnet-agent)",
-			Evidence: []string{ev("transport", string(gc.transport())), ev("address", gc.g.Address), ev("error", gc.g.Error), ev("channel_state", chState)},
+			Evidence: append([]string{ev("transport", string(gc.transport())), ev("address", gc.g.Address), ev("error", gc.g.Error), ev("channel_state", chState)}, gc.neitherAgent()...),
 		})
 	}
 }

@@ -37,6 +37,9 @@ func (r Report) Rows() []Row {
 				agent = g.Agent.Transport + "/unreachable"
 			}
 		}
+		if !g.Agent.Reachable && g.Agent.QGA != nil && g.Agent.QGA.Answered {
+			agent = AgentQGA
+		}
 		nics := g.NICs
 		if len(nics) == 0 {
 			nics = []NICReport{{}}

@@ -122,6 +122,8 @@ type Guest struct {
 	// TimedOut is true when the guest's deadline ended before it answered (GetState, or the checks
 	// after it): a hung agent or QEMU, as opposed to one that refused the connection.
 	TimedOut bool `json:"timed_out,omitempty"`
+	// QGA is qemu-guest-agent's view, asked when the kvmnet agent did not answer (nil: not asked).
+	QGA *QGAView `json:"qga,omitempty"`
 }
 
 // FindDomain returns the domain with the given name.

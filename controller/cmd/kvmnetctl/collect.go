@@ -20,6 +20,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
 	"github.com/kvmnet/kvmnet/controller/output"
+	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
@@ -123,7 +124,13 @@ func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, en
 			closers[i]()
 		}
 	}
-	sources := collect.Sources{Libvirt: src, Agents: agents}
+	sources := collect.Sources{
+		Libvirt: src,
+		Agents:  agents,
+		QGA: collect.QGAFunc(func(ctx context.Context, domain string) snapshot.QGAView {
+			return qga.View(ctx, qga.NewClient(src, domain, g.Timeout))
+		}),
+	}
 	if hostFacts(src) {
 		if hn, err := env.hostnet(); err == nil {
 			closers = append(closers, func() { _ = hn.Close() })
