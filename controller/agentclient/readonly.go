@@ -16,9 +16,9 @@ type ReadOnlyClient struct {
 	addr Addr
 }
 
-// DialReadOnly connects like Dial and returns a client limited to the read-only calls.
-func DialReadOnly(ctx context.Context, addr string, opts ...Option) (*ReadOnlyClient, error) {
-	c, err := Dial(ctx, addr, opts...)
+// DialReadOnly connects like DialAddr and returns a client limited to the read-only calls.
+func DialReadOnly(ctx context.Context, addr Addr, opts ...Option) (*ReadOnlyClient, error) {
+	c, err := DialAddr(ctx, addr, opts...)
 	if err != nil {
 		return nil, err
 	}

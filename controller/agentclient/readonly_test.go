@@ -17,7 +17,11 @@ func TestReadOnlyClient(t *testing.T) {
 	addr, _ := unixAgent(t, "guest-ro")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := DialReadOnly(ctx, addr)
+	a, err := ParseAddr(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := DialReadOnly(ctx, a)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
 // countingDialer records the highest number of dials in flight at once.
@@ -14,7 +16,7 @@ type countingDialer struct {
 	now, maxSeen atomic.Int32
 }
 
-func (d *countingDialer) DialAgent(ctx context.Context, addr string) (Agent, error) {
+func (d *countingDialer) DialAgent(ctx context.Context, addr snapshot.AgentAddr) (Agent, error) {
 	n := d.now.Add(1)
 	defer d.now.Add(-1)
 	for {

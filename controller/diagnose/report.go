@@ -149,8 +149,8 @@ type AgentReport struct {
 
 // NICReport is one correlation row: a domain NIC with the host's and the guest's view of it.
 type NICReport struct {
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC snapshot.MAC `json:"mac"`
 	// Network is the libvirt network ("" for a plain host bridge or user-mode NIC).
 	Network string `json:"network"`
 	// Bridge is the host bridge.

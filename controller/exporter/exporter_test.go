@@ -48,7 +48,7 @@ func fixedSnapshot() snapshot.Snapshot {
 		}
 		return st
 	}
-	nic := func(mac, vnet string) snapshot.DomainNIC {
+	nic := func(mac snapshot.MAC, vnet string) snapshot.DomainNIC {
 		return snapshot.DomainNIC{MAC: mac, Type: "network", Network: "default", Bridge: "virbr0", Target: vnet, Model: "virtio", LinkState: "up"}
 	}
 	ch := func(name string) []snapshot.Channel {

@@ -100,12 +100,12 @@ func (c resultCollector) Collect(ch chan<- prometheus.Metric) {
 
 	seen := map[string]bool{}
 	for _, f := range r.All() {
-		key := strings.Join([]string{string(f.Code), string(f.Severity), f.Network, f.Domain, f.MAC}, "\x00")
+		key := strings.Join([]string{string(f.Code), string(f.Severity), f.Network, f.Domain, string(f.MAC)}, "\x00")
 		if seen[key] {
 			continue
 		}
 		seen[key] = true
-		g(descFinding, 1, string(f.Code), string(f.Severity), f.Network, f.Domain, f.MAC)
+		g(descFinding, 1, string(f.Code), string(f.Severity), f.Network, f.Domain, string(f.MAC))
 	}
 	for _, n := range r.Networks {
 		g(descNetActive, b2f(n.Active), n.Name)
@@ -118,13 +118,13 @@ func (c resultCollector) Collect(ch chan<- prometheus.Metric) {
 			timedOut = sg.TimedOut
 		}
 		g(descTimedOut, b2f(timedOut), gr.Name)
-		nics := map[string]bool{}
+		nics := map[snapshot.MAC]bool{}
 		for _, n := range gr.NICs {
 			if nics[n.MAC] {
 				continue
 			}
 			nics[n.MAC] = true
-			g(descNIC, 1, gr.Name, n.MAC, n.Network, n.Bridge, n.Vnet, n.GuestIfname)
+			g(descNIC, 1, gr.Name, string(n.MAC), n.Network, n.Bridge, n.Vnet, n.GuestIfname)
 		}
 		type agg struct {
 			ok  bool

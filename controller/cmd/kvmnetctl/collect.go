@@ -102,8 +102,8 @@ func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 // to this host. The returned function releases everything. A connection failure is an Unreachable
 // error (exit 2).
 func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (*collect.Collector, func(), error) {
-	return openCollectorWith(ctx, g, opts, env, collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
-		c, err := agentclient.Dial(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
+	return openCollectorWith(ctx, g, opts, env, collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+		c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
 		if err != nil {
 			return nil, err
 		}

@@ -86,7 +86,7 @@ func exporterSource(g *Globals, cf *collectFlags, workers int) exporter.Source {
 	return exporter.SourceFunc(func(ctx context.Context, guestTimeout time.Duration) (snapshot.Snapshot, error) {
 		opts := cf.options(g, true, nil)
 		opts.Timeout, opts.Workers = guestTimeout, workers
-		dial := collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
+		dial := collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
 			c, err := agentclient.DialReadOnly(ctx, addr, agentclient.WithDialTimeout(guestTimeout))
 			if err != nil {
 				return nil, err
