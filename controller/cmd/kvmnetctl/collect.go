@@ -19,7 +19,6 @@ import (
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
-	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
@@ -194,11 +193,6 @@ func collectReportIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	return s, r, nil
 }
 
-// colorOn: colour only on a terminal, and never with NO_COLOR set.
-func colorOn(g *Globals) bool {
-	return output.IsTerminal(g.Stdout) && g.Getenv("NO_COLOR") == ""
-}
-
 // withDeadline bounds the whole command: libvirt enumeration plus one --timeout for hosts and guests,
 // plus a little for rendering.
 func withDeadline(ctx context.Context, g *Globals) (context.Context, context.CancelFunc) {
@@ -206,11 +200,4 @@ func withDeadline(ctx context.Context, g *Globals) (context.Context, context.Can
 		g.Timeout = collect.DefaultTimeout
 	}
 	return context.WithTimeout(ctx, 2*g.Timeout+time.Second)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, one)
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
