@@ -24,6 +24,12 @@ const (
 	EgressV6  = "egress-v6"
 )
 
+// Names returns every check name the controller asks for: a result under another name is not one
+// of its checks.
+func Names() []string {
+	return []string{GatewayV4, Dnsmasq, DNSV4, EgressV4, HTTPV4, GatewayV6, DNSV6, EgressV6}
+}
+
 // Targets are what the checks reach beyond the host.
 type Targets struct {
 	// DNSName is resolved through the guest's resolver ("" = DefaultName).
