@@ -85,6 +85,9 @@ type Options struct {
 	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
 	// middle of an Apply or a rollback (default DefaultNMRestartWait).
 	NMRestartWait time.Duration
+	// Records keeps the pending checkpoint's Record on disk, so that a rollback survives the agent
+	// process and a reboot (Resume). nil: in memory only.
+	Records RecordStore
 }
 
 // Applier executes plans with checkpoints. One checkpoint may be pending at a time.
@@ -117,6 +120,7 @@ type pending struct {
 	before     map[string]string // touched interface → uuid of the profile active on it before ("": none)
 	hadIPv4    map[string]bool   // touched interface had an IPv4 address before
 	incomplete bool              // the Apply did not finish (NetworkManager stopped): only Rollback
+	applying   bool              // the Apply is running (or never finished): restore at start-up
 }
 
 // New returns an Applier.
@@ -202,7 +206,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		a.log.Info("apply computed", "dry_run", r.DryRun, "noop", resp.Noop, "changes", len(plan.Steps), "notes", strings.Join(plan.Notes, "; "))
 		return resp, nil
 	}
-	p := &pending{id: newID(), changes: resp.Changes, sysctl: map[string]string{}, updated: map[string]nm.Settings{}}
+	p := &pending{id: newID(), changes: resp.Changes, sysctl: map[string]string{}, updated: map[string]nm.Settings{}, applying: true}
 	if plan.NeedsNM() {
 		if a.o.NM == nil {
 			return nil, fmt.Errorf("%w: no NetworkManager client", ErrPrecondition)
@@ -226,6 +230,11 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 			return nil, fmt.Errorf("snapshot files before changing them: %w; nothing was changed", err)
 		}
 	}
+	// On disk before the first change: an agent killed from here on is undone by the next one.
+	if err := a.save(p); err != nil {
+		a.rollback(context.WithoutCancel(ctx), p)
+		return nil, fmt.Errorf("%w; nothing was changed", err)
+	}
 	a.log.Info("apply start", "checkpoint", p.id, "nm_checkpoint", p.nmCP, "steps", len(plan.Steps), "rollback_timeout", r.RollbackTimeout)
 	for i, s := range plan.Steps {
 		err := a.exec(ctx, p, s)
@@ -241,6 +250,10 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		a.log.Info("change made", "checkpoint", p.id, "kind", s.Change.Kind, "target", s.Change.Target, "summary", s.Change.Summary)
 	}
 	p.deadline = time.Now().Add(r.RollbackTimeout)
+	p.applying = false
+	if err := a.save(p); err != nil {
+		return nil, a.abort(ctx, p, len(plan.Steps)-1, plan.Steps[len(plan.Steps)-1], err, r.RollbackTimeout)
+	}
 	id := p.id
 	p.timer = time.AfterFunc(r.RollbackTimeout, func() { a.expire(id) })
 	a.setPending(p)
@@ -255,6 +268,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 	case OpAddProfile:
 		uuid := nm.NewUUID()
 		p.created = append(p.created, createdProfile{uuid: uuid, id: s.Spec.ID()})
+		if err := a.save(p); err != nil {
+			return err
+		}
 		_, err := a.o.NM.AddProfile(ctx, s.Spec.NewSettings(uuid))
 		return err
 	case OpUpdateProfile:
@@ -263,6 +279,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 			return err
 		}
 		p.updated[s.Profile.UUID] = old
+		if err := a.save(p); err != nil {
+			return err
+		}
 		return a.o.NM.UpdateProfile(ctx, s.Profile.Path, s.Spec.UpdateSettings(old))
 	case OpDeleteProfile:
 		old, err := a.o.NM.Settings(ctx, s.Profile.Path)
@@ -270,6 +289,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 			return err
 		}
 		p.deleted = append(p.deleted, old)
+		if err := a.save(p); err != nil {
+			return err
+		}
 		return a.o.NM.DeleteProfile(ctx, s.Profile.Path)
 	case OpActivate:
 		st, err := a.o.NM.State(ctx)
@@ -322,6 +344,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		}
 		if _, ok := p.sysctl[s.Key]; !ok {
 			p.sysctl[s.Key] = old
+			if err := a.save(p); err != nil {
+				return err
+			}
 		}
 		return a.o.Sysctl.Set(s.Key, s.Value)
 	}
@@ -365,6 +390,9 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 		}
 	}
 	a.log.Info("rolled back", "checkpoint", p.id, "restored", strings.Join(restored, "; "), "errors", len(errs))
+	// Whatever could not be restored stays as it is now: a record kept for it would only undo the
+	// same again at the next start-up, with the same failures.
+	a.clear(p)
 	return restored, errors.Join(errs...)
 }
 
@@ -464,6 +492,7 @@ func (a *Applier) abort(ctx context.Context, p *pending, i int, s Step, stepErr 
 		p.changes = append([]*kvmnetv1.Change{{Kind: "checkpoint", Target: p.id,
 			Summary: fmt.Sprintf("Apply did not complete: %s at %s; only Rollback is accepted, once NetworkManager runs", p.lost, at)}}, p.changes...)
 		p.deadline = time.Now().Add(rollbackTimeout)
+		a.saveLogged(p)
 		id := p.id
 		p.timer = time.AfterFunc(rollbackTimeout, func() { a.expire(id) })
 		a.setPending(p)
@@ -498,6 +527,7 @@ func (a *Applier) expire(id string) {
 	restored, err := a.rollback(ctx, p)
 	if errors.Is(err, errNMAbsent) {
 		p.deadline = time.Now().Add(RestoreRetry)
+		a.saveLogged(p)
 		p.timer = time.AfterFunc(RestoreRetry, func() { a.expire(id) })
 		a.setPending(p)
 		msg := fmt.Sprintf("checkpoint %s not confirmed in time, but NetworkManager is not running: start it (`systemctl start NetworkManager`); the agent tries again at %s (%v)",
@@ -548,6 +578,7 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 	if why, lost := a.nmLost(ctx, p); lost {
 		// Nothing to destroy: the checkpoint died with the old NetworkManager. The changes stay,
 		// saved in its profiles on disk.
+		a.clear(p)
 		a.log.Info("checkpoint confirmed", "checkpoint", id, "changes", len(p.changes), "note", why+"; its checkpoint went with it, nothing to destroy")
 		a.event("checkpoint " + id + " confirmed (" + why + " since the Apply; the changes are kept in its saved profiles)")
 		return nil
@@ -559,6 +590,7 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 			return fmt.Errorf("confirm %s: %w", id, err)
 		}
 	}
+	a.clear(p)
 	a.log.Info("checkpoint confirmed", "checkpoint", id, "changes", len(p.changes))
 	a.event("checkpoint " + id + " confirmed")
 	return nil
@@ -614,6 +646,106 @@ func (a *Applier) setPending(p *pending) {
 	a.pmu.Lock()
 	a.pending = p
 	a.pmu.Unlock()
+}
+
+// save writes p's Record (no-op without Options.Records).
+func (a *Applier) save(p *pending) error {
+	if a.o.Records == nil {
+		return nil
+	}
+	r, err := p.record(a.bootID())
+	if err == nil {
+		err = a.o.Records.Save(r)
+	}
+	if err != nil {
+		return fmt.Errorf("keep the rollback record of checkpoint %s on disk: %w", p.id, err)
+	}
+	return nil
+}
+
+// saveLogged is save where the change it records (a new deadline) happens anyway.
+func (a *Applier) saveLogged(p *pending) {
+	if err := a.save(p); err != nil {
+		a.log.Error("rollback record not updated", "checkpoint", p.id, "error", err)
+	}
+}
+
+// clear removes the Record of p, which needs no undoing any more.
+func (a *Applier) clear(p *pending) {
+	if a.o.Records == nil {
+		return
+	}
+	if err := a.o.Records.Clear(); err != nil {
+		a.log.Error("rollback record not removed: the next start-up would undo checkpoint "+p.id+" again", "error", err)
+	}
+}
+
+// bootID identifies the current boot ("" when it cannot be read).
+func (a *Applier) bootID() string {
+	if a.o.Sysctl == nil {
+		return ""
+	}
+	id, err := a.o.Sysctl.Get(BootIDKey)
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+// Resume takes over the checkpoint a previous agent process left pending (its Record). It restores
+// at once when that checkpoint's Apply never finished, when its deadline passed, or when the guest
+// rebooted since (NetworkManager's checkpoint is gone then, so profiles are restored from the
+// record); otherwise the checkpoint is pending again until its deadline, so the host's Confirm still
+// works. It returns what it restored. When NetworkManager is not running yet, the restore is retried
+// every RestoreRetry like an expired checkpoint's.
+func (a *Applier) Resume(ctx context.Context) ([]string, error) {
+	if a.o.Records == nil {
+		return nil, nil
+	}
+	r, err := a.o.Records.Load()
+	if err != nil || r == nil {
+		return nil, err
+	}
+	p, err := pendingFrom(r)
+	if err != nil {
+		return nil, err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	boot := a.bootID()
+	why := ""
+	switch {
+	case r.Applying:
+		why = "its Apply never finished (the agent stopped in the middle of it)"
+	case r.BootID != boot:
+		why = "the guest rebooted since (boot id " + r.BootID + ", now " + boot + ")"
+		if p.nmCP != "" {
+			p.lost = "the guest rebooted"
+		}
+	case !time.Now().Before(r.Deadline):
+		why = "its deadline " + r.Deadline.Format(time.RFC3339) + " passed while no agent ran"
+	}
+	id := p.id
+	if why == "" {
+		p.timer = time.AfterFunc(time.Until(p.deadline), func() { a.expire(id) })
+		a.setPending(p)
+		a.log.Info("pending checkpoint taken over from the previous agent process", "checkpoint", id, "deadline", p.deadline)
+		return nil, nil
+	}
+	a.log.Warn("restoring a checkpoint left by the previous agent process", "checkpoint", id, "why", why)
+	restored, err := a.rollback(ctx, p)
+	if errors.Is(err, errNMAbsent) {
+		p.deadline = time.Now().Add(RestoreRetry)
+		p.incomplete = true // only Rollback, and at a restart a restore at once (applying stays true)
+		p.applying = true
+		a.saveLogged(p)
+		p.timer = time.AfterFunc(RestoreRetry, func() { a.expire(id) })
+		a.setPending(p)
+		return nil, fmt.Errorf("%w: checkpoint %s left by the previous agent process (%s) waits for NetworkManager: start it; retried at %s (%v)",
+			ErrNMGone, id, why, p.deadline.Format(time.RFC3339), err)
+	}
+	a.event(fmt.Sprintf("checkpoint %s left by the previous agent process rolled back: %s (%s)", id, why, strings.Join(restored, "; ")))
+	return restored, err
 }
 
 func (a *Applier) event(s string) {

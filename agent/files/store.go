@@ -467,6 +467,25 @@ func atomicWrite(abs string, content []byte, mode fs.FileMode) error {
 	return syncDir(dir)
 }
 
+// WriteAtomic writes content to abs (any path, not only the Store's) the way the Store writes its
+// files: temporary file, fsync, rename, fsync of the directory. Other owners of durable state (the
+// rollback record) use it so there is one implementation of that sequence.
+func WriteAtomic(abs string, content []byte, mode fs.FileMode) error {
+	return atomicWrite(abs, content, mode)
+}
+
+// RemoveSynced removes abs and fsyncs its directory, so the removal survives a crash; an absent
+// file is not an error.
+func RemoveSynced(abs string) error {
+	if err := os.Remove(abs); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(abs))
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

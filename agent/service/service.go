@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -106,6 +107,9 @@ type Options struct {
 	Checks  CheckRunner
 	Files   apply.Files
 	Sysctl  apply.Sysctl
+	// Records keeps a pending checkpoint's rollback record; default apply.FileRecords in the state
+	// directory under Config.Root.
+	Records apply.RecordStore
 	// Now returns the time stamped on states and events. Default time.Now.
 	Now func() time.Time
 }
@@ -206,12 +210,27 @@ func New(opts Options) (*Service, error) {
 	if s.o.Sysctl == nil {
 		s.o.Sysctl = apply.ProcSysctl{Root: root}
 	}
+	if s.o.Records == nil {
+		sd := opts.Config.StateDir
+		if sd == "" {
+			sd = files.DefaultStateDir
+		}
+		s.o.Records = apply.FileRecords{Path: filepath.Join(root, sd, apply.RecordFile)}
+	}
 	s.applier = apply.New(apply.Options{
 		Config: opts.Config, NM: s.o.NM, Files: s.o.Files, Sysctl: s.o.Sysctl, NICs: nicLister{s.o.Links},
-		Logger: opts.Logger, OnEvent: func(summary string) {
+		Records: s.o.Records, Logger: opts.Logger, OnEvent: func(summary string) {
 			s.hub.publish(&kvmnetv1.Event{Time: timestamppb.New(s.o.Now()), Kind: kvmnetv1.EventKind_EVENT_KIND_CHECKPOINT, Summary: summary})
 		},
 	})
+	// A checkpoint the previous agent process left pending (it was killed, or the guest rebooted) is
+	// undone or taken over before anything is served. A failure here is logged, not fatal: the agent
+	// that cannot restore must still report the guest.
+	if restored, err := s.applier.Resume(context.Background()); err != nil {
+		s.log.Error("checkpoint left by the previous agent process", "error", err)
+	} else if len(restored) > 0 {
+		s.log.Warn("checkpoint left by the previous agent process rolled back", "restored", strings.Join(restored, "; "))
+	}
 	return s, nil
 }
 

@@ -1,10 +1,6 @@
 package diagnose
 
-import (
-	"slices"
-
-	"github.com/kvmnet/kvmnet/controller/snapshot"
-)
+import "github.com/kvmnet/kvmnet/controller/snapshot"
 
 // Report is the diagnosis of one snapshot. Marshalled to JSON it is the contract of
 // `kvmnetctl guests status -o json` and `kvmnetctl host check -o json` (README, "JSON contract"):
@@ -261,17 +257,13 @@ func (r Report) OnlyGuests(names ...string) (Report, []string) {
 	return out, missing
 }
 
-// hostLevelGuestCodes are guest findings that `kvmnetctl host check` shows too: they are about the
-// host's configuration, not the guest's.
-var hostLevelGuestCodes = []Code{CodeChannelSocketExposed}
-
-// HostFindings returns the host findings plus the guest findings that concern the host's own
-// configuration (channel_socket_exposed): what `kvmnetctl host check` shows and grades.
+// HostFindings returns the host findings plus the guest findings whose catalogue scope is the host
+// (channel_socket_exposed): what `kvmnetctl host check` shows and grades.
 func (r Report) HostFindings() []Finding {
 	out := append([]Finding(nil), r.Host.Findings...)
 	for _, g := range r.Guests {
 		for _, f := range g.Findings {
-			if slices.Contains(hostLevelGuestCodes, f.Code) {
+			if info, ok := Lookup(f.Code); ok && info.Scope == ScopeHost {
 				out = append(out, f)
 			}
 		}

@@ -90,27 +90,6 @@ type GuestPlan struct {
 // Empty reports whether the plan asks the agent for nothing.
 func (p GuestPlan) Empty() bool { return len(p.Request.GetActions()) == 0 }
 
-// hostSideCodes have their cause on the host; fixing the guest cannot help.
-var hostSideCodes = []diagnose.Code{
-	diagnose.CodeNetworkMissing, diagnose.CodeNetworkInactive, diagnose.CodeNetworkAutostartOff,
-	diagnose.CodeNetworkDHCPMissing, diagnose.CodeBridgeDown, diagnose.CodeIPForwardOff,
-	diagnose.CodeNATMasqueradeMissing, diagnose.CodeLibvirtRulesMissing, diagnose.CodeUFWRoutedBlocked,
-	diagnose.CodeForwardPolicyDrop, diagnose.CodeFirewallEgressBlocked, diagnose.CodeHostDHCPDNSBlocked,
-	diagnose.CodeFirewalldZoneMissing, diagnose.CodeDnsmasqDown, diagnose.CodeGuestNICLinkDown,
-	diagnose.CodeGuestNICDetached, diagnose.CodeGuestEgressBlocked, diagnose.CodeChannelSocketExposed,
-	diagnose.CodeFirewallUnreadable,
-}
-
-// dhcpCodes are answered by a DHCP profile bound to the NIC's real name.
-var dhcpCodes = []diagnose.Code{
-	diagnose.CodeGuestNoIPv4, diagnose.CodeGuestNoLease, diagnose.CodeGuestIPLeaseMismatch,
-	diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestNoDefaultRoute,
-	diagnose.CodeGuestGatewayUnreachable,
-}
-
-// ipv6Codes are answered by disabling IPv6 and forcing package managers to IPv4.
-var ipv6Codes = []diagnose.Code{diagnose.CodeGuestIPv6Unroutable, diagnose.CodeGuestAptIPv6Risk}
-
 // Guest builds the fix plan for opts.Domain from a snapshot and its findings. It returns an error
 // (and no plan) when the guest cannot be fixed through its agent at all: unknown domain, domain not
 // running, NIC not in the domain, agent unreachable or in report-only mode.
@@ -158,7 +137,7 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	for _, f := range findings {
 		if f.Domain != dom.Name {
 			// Host and network findings that concern this guest's networks are named, not fixed here.
-			if f.Domain == "" && slices.Contains(hostSideCodes, f.Code) && f.Severity == diagnose.SeverityError &&
+			if f.Domain == "" && hostSide(f) && f.Severity == diagnose.SeverityError &&
 				(f.Network == "" || slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.Network == f.Network })) {
 				plan.HostSide = append(plan.HostSide, f)
 			}
@@ -167,14 +146,15 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 		if f.MAC != "" && mac != "" && f.MAC != mac {
 			continue
 		}
+		info, _ := diagnose.Lookup(f.Code)
 		switch {
-		case slices.Contains(hostSideCodes, f.Code):
+		case hostSide(f):
 			plan.HostSide = append(plan.HostSide, f)
-		case slices.Contains(ipv6Codes, f.Code):
+		case info.Fixer == diagnose.FixerGuestIPv6:
 			disableIPv6 = true
 		case f.Code == diagnose.CodeGuestStaticWrongSubnet && !opts.AllowStaticToDHCP:
 			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "a static address is the user's choice: rerun with --allow-static-to-dhcp to switch this NIC to DHCP"})
-		case slices.Contains(dhcpCodes, f.Code) || f.Code == diagnose.CodeGuestStaticWrongSubnet:
+		case info.Fixer == diagnose.FixerGuestDHCP:
 			targets := []string{f.MAC}
 			if f.MAC == "" {
 				targets = sortedKeys(eligible) // a profile bound to a missing name concerns every NIC
@@ -213,6 +193,12 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 
 	plan.Verify = verification(s, eligible, dhcpMACs, opts)
 	return plan, nil
+}
+
+// hostSide reports whether a finding's cause is on the host, where fixing the guest cannot help.
+func hostSide(f diagnose.Finding) bool {
+	info, ok := diagnose.Lookup(f.Code)
+	return ok && info.CausedOnHost()
 }
 
 func (p *GuestPlan) add(code diagnose.Code, mac, summary string, a *kvmnetv1.Action) {
@@ -281,7 +267,7 @@ func bridgeIPv4(n snapshot.Network) string {
 
 // diagnoseCodeFor returns the most telling DHCP-related code reported for a NIC (for the step text).
 func diagnoseCodeFor(findings []diagnose.Finding, domain, mac string) diagnose.Code {
-	for _, want := range append([]diagnose.Code{diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestStaticWrongSubnet}, dhcpCodes...) {
+	for _, want := range append([]diagnose.Code{diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestStaticWrongSubnet}, diagnose.CodesFixedBy(diagnose.FixerGuestDHCP)...) {
 		for _, f := range findings {
 			if f.Domain == domain && f.Code == want && (f.MAC == mac || f.MAC == "") {
 				return want

@@ -76,9 +76,10 @@ type HostPlan struct {
 // Host builds the host plan from a snapshot's findings. only restricts it to the given codes (empty
 // = all); an unknown code in only is an error naming the valid ones.
 func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code) (HostPlan, error) {
+	fixable := FixableHostCodes()
 	for _, c := range only {
-		if !slices.Contains(fixableHostCodes, c) {
-			return HostPlan{}, fmt.Errorf("--only %s: not a host-fixable code; choose from %v", c, fixableHostCodes)
+		if !slices.Contains(fixable, c) {
+			return HostPlan{}, fmt.Errorf("--only %s: not a host-fixable code; choose from %v", c, fixable)
 		}
 	}
 	var p HostPlan
@@ -137,7 +138,7 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 			}
 			p.GuestSide = append(p.GuestSide, f)
 		default:
-			if isGuestCode(f.Code) {
+			if info, _ := diagnose.Lookup(f.Code); info.Fixer.Guest() {
 				p.GuestSide = append(p.GuestSide, f)
 			} else {
 				p.Manual = append(p.Manual, f)
@@ -150,16 +151,9 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 	return p, nil
 }
 
-// fixableHostCodes are the codes `kvmnetctl host fix` acts on.
-var fixableHostCodes = []diagnose.Code{
-	diagnose.CodeNetworkMissing, diagnose.CodeNetworkInactive, diagnose.CodeNetworkAutostartOff,
-	diagnose.CodeIPForwardOff, diagnose.CodeLibvirtRulesMissing, diagnose.CodeNATMasqueradeMissing,
-	diagnose.CodeDnsmasqDown, diagnose.CodeBridgeDown, diagnose.CodeUFWRoutedBlocked,
-	diagnose.CodeForwardPolicyDrop, diagnose.CodeChannelSocketExposed, diagnose.CodeGuestNICLinkDown,
-}
-
-// FixableHostCodes returns the codes `kvmnetctl host fix --only` accepts.
-func FixableHostCodes() []diagnose.Code { return slices.Clone(fixableHostCodes) }
+// FixableHostCodes returns the codes `kvmnetctl host fix --only` accepts: those the catalogue gives
+// to the host fixer.
+func FixableHostCodes() []diagnose.Code { return diagnose.CodesFixedBy(diagnose.FixerHost) }
 
 // addStep appends a step, merging it into an identical earlier one (two findings, one restart).
 func (p *HostPlan) addStep(f diagnose.Finding, st HostStep) {
@@ -215,8 +209,4 @@ func hostLinkDown(s snapshot.Snapshot, f diagnose.Finding) bool {
 		}
 	}
 	return false
-}
-
-func isGuestCode(c diagnose.Code) bool {
-	return len(c) > 6 && c[:6] == "guest_" || c == diagnose.CodeQemuGuestAgentMissing
 }
