@@ -30,6 +30,8 @@ type HostDeps struct {
 	Out io.Writer
 	// Progress shows waiting steps; nil means plain lines on Out.
 	Progress *Progress
+	// Plan chooses between repairs of the same finding (e.g. --bridge-nf-off).
+	Plan fixplan.HostOptions
 }
 
 // HostStepResult is what happened to one step.
@@ -71,7 +73,7 @@ func Host(ctx context.Context, d HostDeps, only []diagnose.Code, dryRun bool) (H
 	if err != nil {
 		return res, err
 	}
-	plan, err := fixplan.Host(snap, findings, only)
+	plan, err := fixplan.HostWith(snap, findings, only, d.Plan)
 	if err != nil {
 		return res, err
 	}
