@@ -36,6 +36,7 @@ type NM interface {
 	CheckpointCreate(ctx context.Context, devices []dbus.ObjectPath, rollbackTimeout time.Duration, flags gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error)
 	CheckpointDestroy(ctx context.Context, cp dbus.ObjectPath) error
 	CheckpointRollback(ctx context.Context, cp dbus.ObjectPath) (map[string]uint32, error)
+	CheckpointAdjust(ctx context.Context, cp dbus.ObjectPath, timeout time.Duration) error
 }
 
 // Files is what the Applier needs from the file store; *files.Store satisfies it.
@@ -63,7 +64,10 @@ type NICLister interface {
 
 // NMMargin is added to the NetworkManager checkpoint's own timeout: the agent's timer fires first
 // and rolls back NetworkManager, files and sysctls in order; NetworkManager's timer is the fallback
-// when the agent itself is gone.
+// when the agent itself is gone. The checkpoint is created with a timeout covering the steps too
+// (their longest waits) and re-armed after them (CheckpointAdjust) to the rollback timeout plus
+// NMMargin from then, so NetworkManager never rolls back during the steps or inside the host's
+// verification window, which starts when Apply answers.
 const NMMargin = 5 * time.Second
 
 // Options configures an Applier.
@@ -95,12 +99,42 @@ type Applier struct {
 	o   Options
 	log *slog.Logger
 
-	// op serialises Apply, Confirm, Rollback and expiry (an Apply may wait minutes for IPv4);
-	// pmu guards the pending field alone, so Pending (GetState) never waits for an Apply.
-	op      sync.Mutex
+	// op (a one-slot semaphore) serialises Apply, Confirm, Rollback, expiry and Close (an Apply may
+	// wait minutes for IPv4); a caller waiting for it gives up with its context. pmu guards the
+	// pending field alone, so Pending (GetState) never waits for an Apply.
+	op      chan struct{}
 	pmu     sync.Mutex
 	pending *pending
+	// stop is cancelled by Close: a running Apply stops at its next step and rolls back, queued
+	// callers give up.
+	stop     context.Context
+	stopNow  context.CancelFunc
+	stopOnce sync.Once
 }
+
+// ErrClosing is wrapped when the agent is stopping: an Apply (running or queued) was given up and
+// rolled back, or a call came after Close (gRPC Unavailable).
+var ErrClosing = errors.New("the agent is stopping")
+
+// lock takes op, or gives up when ctx is done or the Applier closes.
+func (a *Applier) lock(ctx context.Context) error {
+	if a.stop.Err() != nil {
+		return fmt.Errorf("%w: nothing was changed", ErrClosing)
+	}
+	select {
+	case a.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("gave up waiting for another Apply, Confirm or Rollback to finish: %w; nothing was changed", context.Cause(ctx))
+	case <-a.stop.Done():
+		return fmt.Errorf("%w: nothing was changed", ErrClosing)
+	}
+}
+
+// lockAlways takes op whatever happens: expiry, start-up restore and Close must run.
+func (a *Applier) lockAlways() { a.op <- struct{}{} }
+
+func (a *Applier) unlock() { <-a.op }
 
 type pending struct {
 	id       string
@@ -129,7 +163,8 @@ func New(o Options) *Applier {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{o: o, log: l}
+	stop, stopNow := context.WithCancel(context.Background())
+	return &Applier{o: o, log: l, op: make(chan struct{}, 1), stop: stop, stopNow: stopNow}
 }
 
 // Gather reads the current state a plan needs.
@@ -185,8 +220,19 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	if err != nil {
 		return nil, err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
+	// While it waits for another call to finish, the caller's cancellation and deadline end it.
+	if err := a.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer a.unlock()
+	// Once it runs, the caller going away (the host disconnected) does not stop it half-way: it runs
+	// to its end and leaves its checkpoint pending. The caller's deadline still bounds it, and Close
+	// stops it at its next step (it then rolls back).
+	dctx, dcancel := detach(ctx)
+	defer dcancel()
+	ctx, cancel := context.WithCancelCause(dctx)
+	defer cancel(nil)
+	defer context.AfterFunc(a.stop, func() { cancel(ErrClosing) })()
 	if a.pending != nil && !r.DryRun {
 		return nil, fmt.Errorf("%w: checkpoint %s is pending until %s: Confirm or Rollback it first",
 			ErrPrecondition, a.pending.id, a.pending.deadline.Format(time.RFC3339))
@@ -217,7 +263,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		// go unnoticed). A restart before CheckpointCreate only makes a rollback restore from the
 		// agent's record, which is always safe.
 		p.nmOwner = a.nmInstance(ctx)
-		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
+		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, plan.MaxWait()+r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v; nothing was changed", ErrPrecondition, err)
 		}
@@ -237,7 +283,13 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	}
 	a.log.Info("apply start", "checkpoint", p.id, "nm_checkpoint", p.nmCP, "steps", len(plan.Steps), "rollback_timeout", r.RollbackTimeout)
 	for i, s := range plan.Steps {
+		if ctx.Err() != nil {
+			return nil, a.abort(ctx, p, i, s, context.Cause(ctx), r.RollbackTimeout)
+		}
 		err := a.exec(ctx, p, s)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, context.Cause(ctx)) {
+			err = fmt.Errorf("%w: %w", context.Cause(ctx), err) // why it was cancelled, e.g. ErrClosing
+		}
 		lost := false
 		if s.NM() && err == nil {
 			// A restart takes NetworkManager's checkpoint with it, and a step may even have
@@ -248,6 +300,12 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 			return nil, a.abort(ctx, p, i, s, err, r.RollbackTimeout)
 		}
 		a.log.Info("change made", "checkpoint", p.id, "kind", s.Change.Kind, "target", s.Change.Target, "summary", s.Change.Summary)
+	}
+	if p.nmCP != "" {
+		last := len(plan.Steps) - 1
+		if err := a.o.NM.CheckpointAdjust(ctx, p.nmCP, r.RollbackTimeout+NMMargin); err != nil {
+			return nil, a.abort(ctx, p, last, plan.Steps[last], fmt.Errorf("re-arm NetworkManager's checkpoint for the verification window: %w", err), r.RollbackTimeout)
+		}
 	}
 	p.deadline = time.Now().Add(r.RollbackTimeout)
 	p.applying = false
@@ -515,8 +573,8 @@ func (a *Applier) abort(ctx context.Context, p *pending, i int, s Step, stepErr 
 }
 
 func (a *Applier) expire(id string) {
-	a.op.Lock()
-	defer a.op.Unlock()
+	a.lockAlways()
+	defer a.unlock()
 	if a.pending == nil || a.pending.id != id {
 		return
 	}
@@ -564,8 +622,10 @@ func (a *Applier) take(id string) (*pending, error) {
 
 // Confirm keeps the changes of the pending checkpoint id and destroys it.
 func (a *Applier) Confirm(ctx context.Context, id string) error {
-	a.op.Lock()
-	defer a.op.Unlock()
+	if err := a.lock(ctx); err != nil {
+		return err
+	}
+	defer a.unlock()
 	p, err := a.take(id)
 	if err != nil {
 		return err
@@ -598,8 +658,14 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 
 // Rollback undoes the pending checkpoint id at once.
 func (a *Applier) Rollback(ctx context.Context, id string) ([]string, error) {
-	a.op.Lock()
-	defer a.op.Unlock()
+	if err := a.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer a.unlock()
+	return a.rollbackTaken(ctx, id)
+}
+
+func (a *Applier) rollbackTaken(ctx context.Context, id string) ([]string, error) {
 	p, err := a.take(id)
 	if err != nil {
 		return nil, err
@@ -624,15 +690,20 @@ func (a *Applier) Pending() *kvmnetv1.Checkpoint {
 	return &kvmnetv1.Checkpoint{Id: a.pending.id, RollbackDeadline: timestamppb.New(a.pending.deadline), Changes: a.pending.changes}
 }
 
-// Close rolls back a pending checkpoint (the agent is stopping and cannot wait for Confirm).
+// Close rolls back what is pending (the agent is stopping and cannot wait for Confirm): a running
+// Apply is stopped at its next step and rolls back its steps before Close returns; a pending
+// checkpoint is rolled back. Later calls are refused with ErrClosing.
 func (a *Applier) Close() error {
+	a.stopOnce.Do(a.stopNow)
+	a.lockAlways()
+	defer a.unlock()
 	a.pmu.Lock()
 	p := a.pending
 	a.pmu.Unlock()
 	if p == nil {
 		return nil
 	}
-	_, err := a.Rollback(context.Background(), p.id)
+	_, err := a.rollbackTaken(context.Background(), p.id)
 	return err
 }
 
@@ -710,8 +781,8 @@ func (a *Applier) Resume(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
+	a.lockAlways()
+	defer a.unlock()
 	boot := a.bootID()
 	why := ""
 	switch {
@@ -752,6 +823,15 @@ func (a *Applier) event(s string) {
 	if a.o.OnEvent != nil {
 		a.o.OnEvent(s)
 	}
+}
+
+// detach returns a context that keeps ctx's values and deadline but not its cancellation.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(d, dl)
+	}
+	return context.WithCancel(d)
 }
 
 func newID() string {

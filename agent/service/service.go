@@ -347,12 +347,10 @@ func (s *Service) RunChecks(ctx context.Context, req *kvmnetv1.RunChecksRequest)
 	return resp, nil
 }
 
-// Apply hands the plan to agent/apply. The host going away (the call's cancellation) does not stop
-// an Apply half-way: it runs to its end and leaves its checkpoint pending (see the package doc); the
-// call's deadline still bounds it.
+// Apply hands the plan to agent/apply. Queued behind another call it gives up with its caller; once
+// it runs, the host going away (the call's cancellation) does not stop it half-way: it runs to its
+// end and leaves its checkpoint pending (see agent/apply); the call's deadline still bounds it.
 func (s *Service) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmnetv1.ApplyResponse, error) {
-	ctx, cancel := detach(ctx)
-	defer cancel()
 	resp, err := s.applier.Apply(ctx, req)
 	if err != nil {
 		return nil, grpcError(err)
@@ -381,15 +379,6 @@ func (s *Service) Rollback(ctx context.Context, req *kvmnetv1.RollbackRequest) (
 	return &kvmnetv1.RollbackResponse{Restored: restored}, nil
 }
 
-// detach returns a context that keeps ctx's values and deadline but not its cancellation.
-func detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	d := context.WithoutCancel(ctx)
-	if dl, ok := ctx.Deadline(); ok {
-		return context.WithDeadline(d, dl)
-	}
-	return context.WithCancel(d)
-}
-
 // grpcError maps agent/apply's error classes to status codes.
 func grpcError(err error) error {
 	code := codes.Internal
@@ -404,7 +393,7 @@ func grpcError(err error) error {
 		code = codes.Aborted
 	case errors.Is(err, apply.ErrNoCheckpoint):
 		code = codes.NotFound
-	case errors.Is(err, apply.ErrNMGone):
+	case errors.Is(err, apply.ErrNMGone), errors.Is(err, apply.ErrClosing):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = codes.DeadlineExceeded

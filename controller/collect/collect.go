@@ -86,14 +86,16 @@ type Agent interface {
 
 // AgentDialer connects to an agent address ("vsock:CID:PORT", "serial:/path", "unix:/path").
 type AgentDialer interface {
-	DialAgent(ctx context.Context, addr string) (Agent, error)
+	DialAgent(ctx context.Context, addr snapshot.AgentAddr) (Agent, error)
 }
 
 // DialFunc adapts a function to AgentDialer.
-type DialFunc func(ctx context.Context, addr string) (Agent, error)
+type DialFunc func(ctx context.Context, addr snapshot.AgentAddr) (Agent, error)
 
 // DialAgent calls f.
-func (f DialFunc) DialAgent(ctx context.Context, addr string) (Agent, error) { return f(ctx, addr) }
+func (f DialFunc) DialAgent(ctx context.Context, addr snapshot.AgentAddr) (Agent, error) {
+	return f(ctx, addr)
+}
 
 // Sources are the seams collect reads through. Only Libvirt is required; a nil source leaves its
 // part of the snapshot unread (Host.Read / Firewall.Read false, no agent views).
@@ -103,6 +105,8 @@ type Sources struct {
 	Firewall FirewallSource
 	Access   ChannelAccessSource
 	Agents   AgentDialer
+	// QGA, when set, is asked for the view of running guests whose kvmnet agent does not answer.
+	QGA QGASource
 }
 
 // DefaultTimeout is the deadline for the guest phase (and each host source) when Options gives none.

@@ -26,6 +26,9 @@ const (
 	FixerGuestIPv6 Fixer = "guests-fix-ipv6"
 	// FixerEnableChannel: `kvmnetctl guests enable-channel DOMAIN` adds the agent's channel.
 	FixerEnableChannel Fixer = "enable-channel"
+	// FixerInstallAgent: `kvmnetctl guests install-agent DOMAIN` installs kvmnet-agent through
+	// qemu-guest-agent.
+	FixerInstallAgent Fixer = "install-agent"
 	// FixerManual: no kvmnetctl command changes it; the finding's fix text says what to do by hand.
 	FixerManual Fixer = "manual"
 )
@@ -162,6 +165,8 @@ var catalogue = []CodeInfo{
 	{Code: CodeGuestAgentMissingChannel, Scope: ScopeGuest, Severity: SeverityWarning,
 		Grading: "info when the domain is not running",
 		Summary: "the domain has neither an org.kvmnet.agent.0 channel nor vsock", Fixer: FixerEnableChannel},
+	{Code: CodeKvmnetAgentMissing, Scope: ScopeGuest, Severity: SeverityWarning,
+		Summary: "the kvmnet agent does not answer but qemu-guest-agent does (interfaces come from it)", Fixer: FixerInstallAgent},
 	{Code: CodeQemuGuestAgentMissing, Scope: ScopeGuest, Severity: SeverityWarning,
 		Summary: "qemu-guest-agent (or its channel) is missing or not running", Fixer: FixerManual},
 	{Code: CodeSessionUsermodeNetwork, Scope: ScopeGuest, Severity: SeverityWarning,
@@ -183,6 +188,8 @@ func filled(c CodeInfo) CodeInfo {
 		c.FixCommand = guestWideCmd
 	case FixerEnableChannel:
 		c.FixCommand = "kvmnetctl guests enable-channel DOMAIN"
+	case FixerInstallAgent:
+		c.FixCommand = "kvmnetctl guests install-agent DOMAIN"
 	}
 	return c
 }

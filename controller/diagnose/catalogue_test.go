@@ -78,6 +78,10 @@ func TestCatalogueListsEveryCode(t *testing.T) {
 			if !strings.HasPrefix(c.FixCommand, "kvmnetctl guests enable-channel") {
 				t.Errorf("%s: command %q", c.Code, c.FixCommand)
 			}
+		case FixerInstallAgent:
+			if c.FixCommand != "kvmnetctl guests install-agent DOMAIN" {
+				t.Errorf("%s: command %q", c.Code, c.FixCommand)
+			}
 		case FixerManual:
 			if c.FixCommand != "" {
 				t.Errorf("%s: manual code with command %q", c.Code, c.FixCommand)

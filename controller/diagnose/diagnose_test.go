@@ -400,6 +400,11 @@ func cases() []tcase {
 			s.Networks[1].Leases = nil
 		}, codes: []Code{CodeGuestNoIPv4}, healthy: ptr(false),
 			finding: &want{code: CodeGuestNoIPv4, sev: SeverityError, subject: "guest vm1/" + mac2, evidence: []string{"ifname=enp2s0", "network=isolated"}}},
+		{name: "no kvmnet agent, qemu-guest-agent answers: its interfaces are judged", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			*s = qgaGuest([]snapshot.QGAInterface{{Name: "enp1s0", MAC: mac1}}, "")
+		}, codes: []Code{CodeKvmnetAgentMissing, CodeGuestNoIPv4}, healthy: ptr(false),
+			finding: &want{code: CodeKvmnetAgentMissing, sev: SeverityWarning, subject: "guest vm1", evidence: []string{"agent=qga", "os=Debian GNU/Linux 12 (bookworm)"},
+				fix: "kvmnetctl guests install-agent vm1"}},
 		{name: "multi-NIC: host cause on one network only", base: multiNIC, mutate: func(s *snapshot.Snapshot) { s.Networks[1].Active = false },
 			codes: []Code{CodeNetworkInactive}, healthy: ptr(false),
 			finding: &want{code: CodeNetworkInactive, sev: SeverityError, subject: "network isolated"}},

@@ -37,6 +37,9 @@ func (r Report) Rows() []Row {
 				agent = g.Agent.Transport + "/unreachable"
 			}
 		}
+		if !g.Agent.Reachable && g.Agent.QGA != nil && g.Agent.QGA.Answered {
+			agent = AgentQGA
+		}
 		nics := g.NICs
 		if len(nics) == 0 {
 			nics = []NICReport{{}}
@@ -168,7 +171,7 @@ func WriteStatus(w io.Writer, r Report, color bool) error {
 		}
 		// tabwriter counts escape bytes as width: colour only the last column.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			clean(row.Domain), clean(row.State), dash(n.MAC), dash(network), dash(n.Vnet), dash(n.GuestIfname),
+			clean(row.Domain), clean(row.State), dash(string(n.MAC)), dash(network), dash(n.Vnet), dash(n.GuestIfname),
 			dash(strings.Join(n.GuestIPv4, ",")), dash(lease), row.Agent, dash(n.IPv6), dash(n.AptIPv4), dash(n.Checks),
 			p.sev(row.Worst, clean(codes)))
 	}

@@ -143,12 +143,14 @@ type AgentReport struct {
 	AllowApply *bool `json:"allow_apply,omitempty"`
 	// LatencyMS is how long GetState took.
 	LatencyMS float64 `json:"latency_ms,omitempty"`
+	// QGA is qemu-guest-agent's view when the kvmnet agent did not answer (nil: not asked).
+	QGA *QGAReport `json:"qga,omitempty"`
 }
 
 // NICReport is one correlation row: a domain NIC with the host's and the guest's view of it.
 type NICReport struct {
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC snapshot.MAC `json:"mac"`
 	// Network is the libvirt network ("" for a plain host bridge or user-mode NIC).
 	Network string `json:"network"`
 	// Bridge is the host bridge.

@@ -195,13 +195,15 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 		failures = nil
 		for _, mac := range plan.Verify.LeaseMACs {
 			d.Progress.Step("waiting for a DHCP lease for %s", mac)
-			if err := hasLease(ctx, d, dom, mac); err != nil {
+			nic, _ := dom.NIC(mac)
+			if err := hasLease(ctx, d, snap.Networks.NameOf(nic), mac); err != nil {
 				failures = append(failures, err.Error())
 			}
 		}
 		for _, mac := range plan.Verify.NeighborMACs {
 			d.Progress.Step("waiting for %s in the bridge's neighbour table", mac)
-			if err := hasNeighbor(ctx, d, dom, mac); err != nil {
+			nic, _ := dom.NIC(mac)
+			if err := hasNeighbor(ctx, d, nic.Bridge, mac); err != nil {
 				failures = append(failures, err.Error())
 			}
 		}
@@ -237,41 +239,29 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 	}
 }
 
-func hasLease(ctx context.Context, d GuestDeps, dom snapshot.Domain, mac string) error {
-	network := ""
-	for _, n := range dom.NICs {
-		if n.MAC == mac {
-			network = n.Network
-		}
-	}
+func hasLease(ctx context.Context, d GuestDeps, network string, mac snapshot.MAC) error {
 	leases, err := d.Leases(ctx, network)
 	if err != nil {
 		return fmt.Errorf("read leases of network %q: %w", network, err)
 	}
 	for _, l := range leases {
-		if strings.EqualFold(l.MAC, mac) && l.Family != 6 {
+		if l.MAC == mac && l.Family != 6 {
 			return nil
 		}
 	}
 	return fmt.Errorf("no DHCP lease for %s on network %s", mac, network)
 }
 
-func hasNeighbor(ctx context.Context, d GuestDeps, dom snapshot.Domain, mac string) error {
+func hasNeighbor(ctx context.Context, d GuestDeps, bridge string, mac snapshot.MAC) error {
 	if d.Neighbors == nil {
 		return nil
-	}
-	bridge := ""
-	for _, n := range dom.NICs {
-		if n.MAC == mac {
-			bridge = n.Bridge
-		}
 	}
 	ns, err := d.Neighbors(ctx, bridge)
 	if err != nil {
 		return fmt.Errorf("read neighbours of bridge %s: %w", bridge, err)
 	}
 	for _, n := range ns {
-		if strings.EqualFold(n.MAC, mac) && n.State != "failed" && n.State != "incomplete" {
+		if n.MAC == mac && n.State != "failed" && n.State != "incomplete" {
 			return nil
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
 	"github.com/kvmnet/kvmnet/controller/output"
+	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
@@ -113,12 +114,15 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	}
 	sources := collect.Sources{
 		Libvirt: src,
-		Agents: collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
-			c, err := agentclient.Dial(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
+		Agents: collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+			c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
 			if err != nil {
 				return nil, err
 			}
 			return c, nil
+		}),
+		QGA: collect.QGAFunc(func(ctx context.Context, domain string) snapshot.QGAView {
+			return qga.View(ctx, qga.NewClient(src, domain, g.Timeout))
 		}),
 	}
 	if hostFacts(src) {

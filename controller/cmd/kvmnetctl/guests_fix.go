@@ -89,7 +89,7 @@ func runGuestFix(ctx context.Context, g *Globals, fio fixIO, o fixplan.GuestOpti
 	deps := fix.GuestDeps{
 		Snapshot: snapshotter(g, []string{o.Domain}, env),
 		DialAgent: func(ctx context.Context, gs snapshot.Guest) (fix.Agent, error) {
-			return agentclient.Dial(ctx, gs.Address, agentclient.WithDialTimeout(g.Timeout))
+			return agentclient.DialAddr(ctx, gs.Addr, agentclient.WithDialTimeout(g.Timeout))
 		},
 		Leases: func(ctx context.Context, network string) ([]snapshot.Lease, error) {
 			n, err := src.Network(ctx, network)
