@@ -32,7 +32,7 @@ func (d *diag) bridgeUses() []*bridgeUse {
 			name, network := "", ""
 			switch nic.Type {
 			case "bridge":
-				if d.nicNetworkName(nic) != "" {
+				if d.s.Networks.NameOf(nic) != "" {
 					continue // a libvirt network's own bridge (virbr0): judged with the network
 				}
 				name = nic.Bridge

@@ -17,7 +17,8 @@ type BridgedPath struct {
 	// Bridge is the host bridge (br0).
 	Bridge string
 	// Domain and MAC name the guest NIC.
-	Domain, MAC string
+	Domain string
+	MAC    snapshot.MAC
 	// Tap is the guest's port on the bridge (vnet0).
 	Tap string
 	// Uplink is the bridge port that leads to the LAN ("" when the bridge has none).

@@ -106,7 +106,7 @@ type Flow struct {
 	HostBridge string `json:"host_bridge,omitempty"`
 	// Domain and MAC name the guest NIC a bridged flow was evaluated for.
 	Domain string `json:"domain,omitempty"`
-	MAC    string `json:"mac,omitempty"`
+	MAC    MAC    `json:"mac,omitempty"`
 	// PhysIn and PhysOut are the bridge ports of a bridged flow (guest tap, uplink port).
 	PhysIn  string `json:"physdev_in,omitempty"`
 	PhysOut string `json:"physdev_out,omitempty"`
