@@ -203,6 +203,22 @@ type CheckReport struct {
 	LatencyMS float64 `json:"latency_ms"`
 }
 
+// AgentColumn is the guest's agent as `guests status` shows it: "TRANSPORT/ok",
+// "TRANSPORT/unreachable", AgentQGA when only qemu-guest-agent answered, or "none".
+func (g GuestReport) AgentColumn() string {
+	agent := "none"
+	if g.Agent.Transport != "none" && g.Agent.Transport != "" {
+		agent = g.Agent.Transport + "/ok"
+		if !g.Agent.Reachable {
+			agent = g.Agent.Transport + "/unreachable"
+		}
+	}
+	if !g.Agent.Reachable && g.Agent.QGA != nil && g.Agent.QGA.Answered {
+		agent = AgentQGA
+	}
+	return agent
+}
+
 // All returns every finding of the report: host findings first, then each guest's.
 func (r Report) All() []Finding {
 	out := append([]Finding(nil), r.Host.Findings...)

@@ -30,6 +30,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fix"
 	"github.com/kvmnet/kvmnet/controller/fixplan"
+	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
@@ -300,7 +301,7 @@ func (l *guestLab) deps(out *bytes.Buffer) fix.GuestDeps {
 			}
 			return l.leases()
 		},
-		Out:          out,
+		Events:       output.NewFixPrinter(out, false).Event,
 		PollInterval: 500 * time.Millisecond,
 	}
 }
