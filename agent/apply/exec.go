@@ -36,6 +36,7 @@ type NM interface {
 	CheckpointCreate(ctx context.Context, devices []dbus.ObjectPath, rollbackTimeout time.Duration, flags gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error)
 	CheckpointDestroy(ctx context.Context, cp dbus.ObjectPath) error
 	CheckpointRollback(ctx context.Context, cp dbus.ObjectPath) (map[string]uint32, error)
+	CheckpointAdjust(ctx context.Context, cp dbus.ObjectPath, timeout time.Duration) error
 }
 
 // Files is what the Applier needs from the file store; *files.Store satisfies it.
@@ -63,7 +64,10 @@ type NICLister interface {
 
 // NMMargin is added to the NetworkManager checkpoint's own timeout: the agent's timer fires first
 // and rolls back NetworkManager, files and sysctls in order; NetworkManager's timer is the fallback
-// when the agent itself is gone.
+// when the agent itself is gone. The checkpoint is created with a timeout covering the steps too
+// (their longest waits) and re-armed after them (CheckpointAdjust) to the rollback timeout plus
+// NMMargin from then, so NetworkManager never rolls back during the steps or inside the host's
+// verification window, which starts when Apply answers.
 const NMMargin = 5 * time.Second
 
 // Options configures an Applier.
@@ -259,7 +263,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		// go unnoticed). A restart before CheckpointCreate only makes a rollback restore from the
 		// agent's record, which is always safe.
 		p.nmOwner = a.nmInstance(ctx)
-		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
+		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, plan.MaxWait()+r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v; nothing was changed", ErrPrecondition, err)
 		}
@@ -296,6 +300,12 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 			return nil, a.abort(ctx, p, i, s, err, r.RollbackTimeout)
 		}
 		a.log.Info("change made", "checkpoint", p.id, "kind", s.Change.Kind, "target", s.Change.Target, "summary", s.Change.Summary)
+	}
+	if p.nmCP != "" {
+		last := len(plan.Steps) - 1
+		if err := a.o.NM.CheckpointAdjust(ctx, p.nmCP, r.RollbackTimeout+NMMargin); err != nil {
+			return nil, a.abort(ctx, p, last, plan.Steps[last], fmt.Errorf("re-arm NetworkManager's checkpoint for the verification window: %w", err), r.RollbackTimeout)
+		}
 	}
 	p.deadline = time.Now().Add(r.RollbackTimeout)
 	p.applying = false

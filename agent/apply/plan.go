@@ -120,6 +120,15 @@ func (p *Plan) Changes() []*kvmnetv1.Change {
 	return out
 }
 
+// MaxWait is the longest the steps may wait (for IPv4 addresses), the rest of their time aside.
+func (p *Plan) MaxWait() time.Duration {
+	var d time.Duration
+	for _, s := range p.Steps {
+		d += s.Wait
+	}
+	return d
+}
+
 // FilePaths returns the files the plan touches (for a snapshot).
 func (p *Plan) FilePaths() []string {
 	var out []string

@@ -24,12 +24,13 @@ func TestEndpoints(t *testing.T) {
 	}{
 		{"none", snapshot.Domain{Channels: []snapshot.Channel{qga}}, nil},
 		{"virtio-serial", snapshot.Domain{Channels: []snapshot.Channel{qga, ch}},
-			[]Endpoint{{snapshot.TransportVirtioSerial, "serial:/var/lib/kvmnet/channels/vm1.sock", false}}},
+			[]Endpoint{{snapshot.TransportVirtioSerial, serialAddr("/var/lib/kvmnet/channels/vm1.sock"), false}}},
 		{"vsock first, then the channel", snapshot.Domain{VsockCID: 5, Channels: []snapshot.Channel{ch}},
-			[]Endpoint{{snapshot.TransportVsock, "vsock:5:7531", false}, {snapshot.TransportVirtioSerial, "serial:/var/lib/kvmnet/channels/vm1.sock", false}}},
+			[]Endpoint{{snapshot.TransportVsock, snapshot.AgentAddr{Scheme: "vsock", CID: 5, Port: 7531}, false},
+				{snapshot.TransportVirtioSerial, serialAddr("/var/lib/kvmnet/channels/vm1.sock"), false}}},
 		{"reserved CID ignored", snapshot.Domain{VsockCID: 2}, nil},
 		{"disconnected channel", snapshot.Domain{Channels: []snapshot.Channel{{Name: snapshot.ChannelKvmnet, Type: "unix", Path: "/p", State: "disconnected"}}},
-			[]Endpoint{{snapshot.TransportVirtioSerial, "serial:/p", true}}},
+			[]Endpoint{{snapshot.TransportVirtioSerial, serialAddr("/p"), true}}},
 		{"pty channel has no socket", snapshot.Domain{Channels: []snapshot.Channel{{Name: snapshot.ChannelKvmnet, Type: "pty"}}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,8 +17,8 @@ import (
 type Endpoint struct {
 	// Transport kind.
 	Transport snapshot.AgentTransport
-	// Addr for the dialer: "vsock:CID:7531" or "serial:/path".
-	Addr string
+	// Addr for the dialer (vsock CID:7531, or the channel's socket).
+	Addr snapshot.AgentAddr
 	// Disconnected is true when libvirt reports the virtio-serial channel as disconnected (nothing
 	// in the guest has the port open).
 	Disconnected bool
@@ -29,10 +29,11 @@ type Endpoint struct {
 func Endpoints(d snapshot.Domain) []Endpoint {
 	var out []Endpoint
 	if d.VsockCID > 2 {
-		out = append(out, Endpoint{Transport: snapshot.TransportVsock, Addr: fmt.Sprintf("vsock:%d:%d", d.VsockCID, AgentVsockPort)})
+		out = append(out, Endpoint{Transport: snapshot.TransportVsock, Addr: snapshot.AgentAddr{Scheme: "vsock", CID: d.VsockCID, Port: AgentVsockPort}})
 	}
 	if ch, ok := d.Channel(snapshot.ChannelKvmnet); ok && ch.Type == "unix" && ch.Path != "" {
-		out = append(out, Endpoint{Transport: snapshot.TransportVirtioSerial, Addr: "serial:" + ch.Path, Disconnected: ch.State == "disconnected"})
+		out = append(out, Endpoint{Transport: snapshot.TransportVirtioSerial, Addr: snapshot.AgentAddr{Scheme: "serial", Path: ch.Path},
+			Disconnected: ch.State == "disconnected"})
 	}
 	return out
 }
@@ -42,7 +43,7 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	eps := Endpoints(dom)
 	g := snapshot.Guest{Domain: dom.Name, Transport: snapshot.TransportNone}
 	if len(eps) > 0 {
-		g.Transport, g.Address = eps[0].Transport, eps[0].Addr
+		g.Transport, g.Address, g.Addr = eps[0].Transport, eps[0].Addr.String(), eps[0].Addr
 	}
 	switch {
 	case len(eps) == 0:
@@ -61,19 +62,41 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	r, err := bounded(ctx, func(ctx context.Context) (snapshot.Guest, error) { return c.query(ctx, dom, eps, nets), nil })
 	if err != nil {
 		g.Error = fmt.Sprintf("no answer within %s: %v", c.opts.Timeout, err)
+		g.TimedOut = true
 		c.opts.Logger.Debug("guest timed out", "domain", dom.Name, "after", time.Since(start))
 		return g
 	}
+	// The query may return on its own just as the deadline passes (GetState failing with
+	// DeadlineExceeded): still a guest that did not answer in time. gRPC's deadline timer may fire a
+	// moment before ctx's, so look at the clock, not only ctx.Err.
+	r.TimedOut = r.Error != "" && deadlinePassed(ctx)
 	c.opts.Logger.Debug("guest queried", "domain", dom.Name, "reachable", r.Reachable, "err", r.Error, "took", time.Since(start))
 	return c.withQGA(ctx, dom, r)
 }
 
+// queuedOut is the view of a guest whose turn never came before the caller's context ended (Workers).
+func (c *Collector) queuedOut(dom snapshot.Domain, err error) snapshot.Guest {
+	g := snapshot.Guest{Domain: dom.Name, Transport: snapshot.TransportNone}
+	eps := Endpoints(dom)
+	if len(eps) == 0 {
+		return g // nothing would have been dialled (and no time is left for qemu-guest-agent)
+	}
+	g.Transport, g.Address, g.Addr = eps[0].Transport, eps[0].Addr.String(), eps[0].Addr
+	if !dom.Running() {
+		g.Error = "domain is " + dom.State
+		return g
+	}
+	g.Error = fmt.Sprintf("not queried before the deadline: %v", err)
+	g.TimedOut = true
+	return g
+}
+
 // query tries each endpoint in turn until one answers GetState, then runs the checks there.
 func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoint, nets []snapshot.Network) snapshot.Guest {
-	g := snapshot.Guest{Domain: dom.Name, Transport: eps[0].Transport, Address: eps[0].Addr}
+	g := snapshot.Guest{Domain: dom.Name}
 	var errs []string
 	for _, ep := range eps {
-		g.Transport, g.Address = ep.Transport, ep.Addr
+		g.Transport, g.Address, g.Addr = ep.Transport, ep.Addr.String(), ep.Addr
 		// The agent closes and reopens its port after every host session (about a second in a TCG
 		// guest, seen in the lab), so "disconnected" right after another kvmnetctl command is
 		// usually that gap: give the port DisconnectedGrace to come back before calling it unreachable.
@@ -118,9 +141,9 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 // dial error is only its consequence); otherwise the error itself.
 func disconnectedOr(ep Endpoint, err error) string {
 	if ep.Disconnected {
-		return ep.Addr + ": channel disconnected (no agent has the port open in the guest)"
+		return ep.Addr.String() + ": channel disconnected (no agent has the port open in the guest)"
 	}
-	return withAddr(ep.Addr, err)
+	return withAddr(ep.Addr.String(), err)
 }
 
 // withAddr prefixes err with addr unless the message names it already.
@@ -129,6 +152,11 @@ func withAddr(addr string, err error) string {
 		return err.Error()
 	}
 	return addr + ": " + err.Error()
+}
+
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ctx.Err() != nil || (ok && !time.Now().Before(dl))
 }
 
 func remaining(ctx context.Context) time.Duration {
@@ -177,18 +205,7 @@ const (
 // a guest without an IPv4 default route (diagnose names that cause without checks).
 func BuildChecks(st *kvmnetv1.GuestState, dom snapshot.Domain, nets []snapshot.Network, t CheckTargets, budget time.Duration) []*kvmnetv1.Check {
 	t = t.withDefaults()
-	defIf := ""
-	for _, r := range st.GetRoutes() {
-		if r.GetFamily() == 4 && r.GetDestination() == "default" {
-			defIf = r.GetInterface()
-			break
-		}
-	}
-	for _, it := range st.GetInterfaces() {
-		if defIf == "" && it.GetDefaultRouteV4() {
-			defIf = it.GetName()
-		}
-	}
+	defIf := snapshot.DefaultIfaceV4(st)
 	if defIf == "" {
 		return nil
 	}
@@ -230,25 +247,14 @@ func BuildChecks(st *kvmnetv1.GuestState, dom snapshot.Domain, nets []snapshot.N
 
 // bridgeIPFor is the host's IPv4 on the libvirt network of the guest interface ifname (matched to
 // the domain NIC by MAC).
-func bridgeIPFor(st *kvmnetv1.GuestState, ifname string, dom snapshot.Domain, nets []snapshot.Network) string {
-	mac := ""
+func bridgeIPFor(st *kvmnetv1.GuestState, ifname string, dom snapshot.Domain, nets snapshot.Networks) string {
 	for _, it := range st.GetInterfaces() {
-		if it.GetName() == ifname {
-			mac = strings.ToLower(it.GetMac())
-		}
-	}
-	for _, nic := range dom.NICs {
-		if strings.ToLower(nic.MAC) != mac || mac == "" {
+		if it.GetName() != ifname {
 			continue
 		}
-		for _, n := range nets {
-			if (nic.Type == "network" && n.Name == nic.Network) || (nic.Type == "bridge" && n.Bridge != "" && n.Bridge == nic.Bridge) {
-				for _, ip := range n.IPs {
-					if ip.Family == 4 && ip.Address != "" && n.Forward != snapshot.ForwardBridge {
-						return ip.Address
-					}
-				}
-			}
+		if nic, ok := dom.NIC(snapshot.ParseMAC(it.GetMac())); ok {
+			n, _ := nets.Of(nic)
+			return n.BridgeIPv4()
 		}
 	}
 	return ""

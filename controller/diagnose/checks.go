@@ -197,7 +197,7 @@ func (gc *guestCtx) dnsFailure(n *nicCtx, r *kvmnetv1.CheckResult, gwOK bool) {
 	var why, fix string
 	bip := ""
 	if n.net != nil {
-		bip = bridgeIP(n.net)
+		bip = n.net.BridgeIPv4()
 	}
 	bridgeFail := anyFailed(gc.check.bridge)
 	switch {

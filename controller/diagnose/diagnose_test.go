@@ -580,17 +580,3 @@ func TestBridgeState(t *testing.T) {
 		}
 	}
 }
-
-func TestCleanForTerminal(t *testing.T) {
-	s := healthyNAT()
-	gst(&s).NetworkManager.Profiles = append(gst(&s).NetworkManager.Profiles,
-		&kvmnetv1.Profile{Id: "evil\x1b[2J\nline", Type: "802-3-ethernet", InterfaceName: "eth9"})
-	s.Guests[0].Checks[3] = result("egress-v4", tcp, v4, "x:80", false, "boom\x1b]0;pwned\x07")
-	var b strings.Builder
-	if err := WriteStatus(&b, Diagnose(s), false); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "\x1b") || !strings.Contains(b.String(), `evil\x1b[2J\nline`) || !strings.Contains(b.String(), `boom\x1b]0;pwned\x07`) {
-		t.Errorf("guest text not escaped:\n%q", b.String())
-	}
-}

@@ -3,6 +3,8 @@ package diagnose
 import (
 	"fmt"
 	"strings"
+
+	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
 // Code is a finding's stable identifier. Codes never change meaning; new ones are only added.
@@ -115,8 +117,8 @@ type Finding struct {
 	Domain string `json:"domain,omitempty"`
 	// Network is the libvirt network concerned, if any.
 	Network string `json:"network,omitempty"`
-	// MAC is the guest NIC concerned, lower case, if any.
-	MAC string `json:"mac,omitempty"`
+	// MAC is the guest NIC concerned, if any.
+	MAC snapshot.MAC `json:"mac,omitempty"`
 }
 
 // Get returns the value of the first evidence entry with the given key, and whether there is one.
@@ -136,11 +138,11 @@ const subjectHost = "host"
 func SubjectNetwork(name string) string { return "network " + name }
 
 // SubjectGuest returns the subject string for a guest, or one of its NICs when mac is not empty.
-func SubjectGuest(domain, mac string) string {
+func SubjectGuest(domain string, mac snapshot.MAC) string {
 	if mac == "" {
 		return "guest " + domain
 	}
-	return "guest " + domain + "/" + mac
+	return "guest " + domain + "/" + string(mac)
 }
 
 // ev builds a key=value evidence string.

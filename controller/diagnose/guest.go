@@ -63,8 +63,6 @@ func (gc *guestCtx) fixGuest(n *nicCtx) string {
 	return fix
 }
 
-func normMAC(m string) string { return strings.ToLower(strings.TrimSpace(m)) }
-
 // guest diagnoses one domain.
 func (d *diag) guest(dom snapshot.Domain) GuestReport {
 	gc := &guestCtx{d: d, dom: dom}
@@ -153,8 +151,7 @@ func (gc *guestCtx) agentReport() AgentReport {
 func (gc *guestCtx) correlate() {
 	d := gc.d
 	for _, nic := range gc.dom.NICs {
-		nic.MAC = normMAC(nic.MAC)
-		n := &nicCtx{nic: nic, bridge: nic.Bridge, netName: d.nicNetworkName(nic)}
+		n := &nicCtx{nic: nic, bridge: nic.Bridge, netName: d.s.Networks.NameOf(nic)}
 		if n.netName != "" {
 			n.net = d.nets[n.netName]
 		}
@@ -167,26 +164,19 @@ func (gc *guestCtx) correlate() {
 		if n.net != nil && n.net.LeasesSupported {
 			for i := range n.net.Leases {
 				l := &n.net.Leases[i]
-				if l.Family == 4 && normMAC(l.MAC) == nic.MAC && (n.lease == nil || l.Expiry.After(n.lease.Expiry)) {
+				if l.Family == 4 && l.MAC == nic.MAC && (n.lease == nil || l.Expiry.After(n.lease.Expiry)) {
 					n.lease = l
 				}
 			}
 		}
 		if n.br != nil {
 			for _, nb := range n.br.Neighbors {
-				if normMAC(nb.MAC) == nic.MAC && isV4(nb.IP) && nb.State != "failed" && nb.State != "incomplete" {
+				if nb.MAC == nic.MAC && isV4(nb.IP) && nb.State != "failed" && nb.State != "incomplete" {
 					n.neigh = append(n.neigh, nb.IP)
 				}
 			}
 		}
-		if gc.st != nil {
-			for _, it := range gc.st.GetInterfaces() {
-				if normMAC(it.GetMac()) == nic.MAC {
-					n.iface = it
-					break
-				}
-			}
-		}
+		n.iface = snapshot.GuestInterface(gc.st, nic.MAC)
 		n.row = gc.row(n)
 		gc.nics = append(gc.nics, n)
 	}
@@ -225,7 +215,7 @@ func (gc *guestCtx) row(n *nicCtx) *NICReport {
 	}
 	if gc.st != nil {
 		r.AptIPv4 = aptState(gc.st.GetPackageManager())
-		if n.iface != nil && (n.iface.GetDefaultRouteV4() || gc.defaultIface() == n.iface.GetName()) {
+		if n.iface != nil && (n.iface.GetDefaultRouteV4() || snapshot.DefaultIfaceV4(gc.st) == n.iface.GetName()) {
 			r.Checks = gc.check.summary()
 		}
 	}
@@ -286,21 +276,6 @@ func aptState(pm *kvmnetv1.PackageManagerState) string {
 		return "n/a"
 	}
 	return "unknown"
-}
-
-// defaultIface is the guest interface of the IPv4 default route ("" when none).
-func (gc *guestCtx) defaultIface() string {
-	for _, it := range gc.st.GetInterfaces() {
-		if it.GetDefaultRouteV4() {
-			return it.GetName()
-		}
-	}
-	for _, r := range gc.st.GetRoutes() {
-		if r.GetFamily() == 4 && r.GetDestination() == "default" {
-			return r.GetInterface()
-		}
-	}
-	return ""
 }
 
 // Domain-level rules.
@@ -450,7 +425,7 @@ func (gc *guestCtx) nicRules(n *nicCtx) {
 		gc.addNIC(n, Finding{
 			Code: CodeGuestNICLinkDown, Severity: SeverityError,
 			Summary:  fmt.Sprintf("NIC %s (%s) has its link set down on the host: the guest sees no carrier", n.nic.MAC, orNone(n.nic.Target)),
-			Fix:      fmt.Sprintf("virsh domif-setlink %s %s up", gc.dom.Name, firstNonEmpty(n.nic.Target, n.nic.MAC)),
+			Fix:      fmt.Sprintf("virsh domif-setlink %s %s up", gc.dom.Name, firstNonEmpty(n.nic.Target, string(n.nic.MAC))),
 			Evidence: []string{ev("link_state", "down"), ev("side", "host"), ev("vnet", n.nic.Target)},
 		})
 		return
@@ -543,7 +518,7 @@ func (gc *guestCtx) agentFirst(n *nicCtx, what string) string {
 func (gc *guestCtx) profilesFor(it *kvmnetv1.Interface) []*kvmnetv1.Profile {
 	var out []*kvmnetv1.Profile
 	for _, p := range gc.st.GetNetworkManager().GetProfiles() {
-		if p.GetInterfaceName() == it.GetName() || (p.GetMac() != "" && normMAC(p.GetMac()) == normMAC(it.GetMac())) ||
+		if p.GetInterfaceName() == it.GetName() || (p.GetMac() != "" && snapshot.ParseMAC(p.GetMac()) == snapshot.ParseMAC(it.GetMac())) ||
 			p.GetActiveDevice() == it.GetName() {
 			out = append(out, p)
 		}
@@ -573,7 +548,7 @@ func (gc *guestCtx) guestNIC(n *nicCtx) {
 	if n.iface == nil {
 		var seen []string
 		for _, it := range gc.st.GetInterfaces() {
-			seen = append(seen, it.GetName()+"="+normMAC(it.GetMac()))
+			seen = append(seen, it.GetName()+"="+string(snapshot.ParseMAC(it.GetMac())))
 		}
 		gc.addNIC(n, Finding{
 			Code: CodeGuestNICNotSeen, Severity: SeverityError,
@@ -721,7 +696,7 @@ func (gc *guestCtx) profiles() {
 		nameMissing := p.GetInterfaceName() != "" && !slices.Contains(names, p.GetInterfaceName())
 		macMissing := p.GetMac() != ""
 		for _, it := range ifaces {
-			if normMAC(it.GetMac()) == normMAC(p.GetMac()) {
+			if snapshot.ParseMAC(it.GetMac()) == snapshot.ParseMAC(p.GetMac()) {
 				macMissing = false
 			}
 		}
@@ -754,7 +729,7 @@ func (gc *guestCtx) profiles() {
 
 // defaultRoute flags a guest with IPv4 but no IPv4 default route when its network has a way out.
 func (gc *guestCtx) defaultRoute() {
-	if gc.defaultIface() != "" {
+	if snapshot.DefaultIfaceV4(gc.st) != "" {
 		return
 	}
 	for _, n := range gc.nics {
@@ -766,7 +741,7 @@ func (gc *guestCtx) defaultRoute() {
 		}
 		gw := ""
 		if n.net != nil {
-			gw = bridgeIP(n.net)
+			gw = n.net.BridgeIPv4()
 		}
 		gc.addNIC(n, Finding{
 			Code: CodeGuestNoDefaultRoute, Severity: SeverityError,
@@ -782,7 +757,7 @@ func (gc *guestCtx) defaultRoute() {
 // resolver flags a guest without nameservers.
 func (gc *guestCtx) resolver() {
 	dns := gc.st.GetDns()
-	if dns == nil || len(dns.GetServers()) > 0 || gc.defaultIface() == "" {
+	if dns == nil || len(dns.GetServers()) > 0 || snapshot.DefaultIfaceV4(gc.st) == "" {
 		return
 	}
 	n := gc.defaultNIC()
@@ -801,7 +776,7 @@ func (gc *guestCtx) resolver() {
 
 // defaultNIC is the NIC that carries the IPv4 default route.
 func (gc *guestCtx) defaultNIC() *nicCtx {
-	name := gc.defaultIface()
+	name := snapshot.DefaultIfaceV4(gc.st)
 	for _, n := range gc.nics {
 		if n.iface != nil && n.iface.GetName() == name {
 			return n

@@ -45,29 +45,13 @@ func newDiag(s snapshot.Snapshot) *diag {
 	}
 	for _, dom := range s.Domains {
 		for _, nic := range dom.NICs {
-			name := d.nicNetworkName(nic)
+			name := s.Networks.NameOf(nic)
 			if name != "" && !slices.Contains(d.users[name], dom.Name) {
 				d.users[name] = append(d.users[name], dom.Name)
 			}
 		}
 	}
 	return d
-}
-
-// nicNetworkName is the libvirt network a NIC is on: its <source network>, or the network whose
-// bridge a type=bridge NIC is plugged into.
-func (d *diag) nicNetworkName(nic snapshot.DomainNIC) string {
-	switch nic.Type {
-	case "network":
-		return nic.Network
-	case "bridge":
-		for _, n := range d.s.Networks {
-			if n.Bridge != "" && n.Bridge == nic.Bridge && n.Active {
-				return n.Name
-			}
-		}
-	}
-	return ""
 }
 
 // runningUsers are the running domains with a NIC on the network.
@@ -113,16 +97,6 @@ func libvirtFirewalled(n *snapshot.Network) bool {
 // expectsEgress: a guest on the network should reach beyond the host.
 func expectsEgress(n *snapshot.Network) bool {
 	return n == nil || n.Forward != snapshot.ForwardIsolated
-}
-
-// bridgeIP returns the host's IPv4 address on the network.
-func bridgeIP(n *snapshot.Network) string {
-	for _, ip := range n.IPs {
-		if ip.Family == 4 {
-			return ip.Address
-		}
-	}
-	return ""
 }
 
 func hasIPv6(n *snapshot.Network) bool {
@@ -242,7 +216,7 @@ func (d *diag) network(n *snapshot.Network) {
 			Summary: fmt.Sprintf("network %q (%s, %s) hands out no addresses: no <dhcp> range or host, guests need static addresses",
 				n.Name, n.Forward, n.Subnet()),
 			Fix: fmt.Sprintf("virsh net-edit %s: inside <ip address='%s'> add <dhcp><range start='%s' end='%s'/></dhcp>, then %s",
-				n.Name, bridgeIP(n), start, end, restartNet(n.Name)),
+				n.Name, n.BridgeIPv4(), start, end, restartNet(n.Name)),
 			Evidence: append(base, ev("subnet", n.Subnet()), ev("dhcp_ranges", 0), ev("dhcp_hosts", 0)),
 		})
 	}
@@ -293,7 +267,7 @@ func (d *diag) dnsmasq(n *snapshot.Network, base []string) {
 	case !st.Running:
 		summary = fmt.Sprintf("libvirt's dnsmasq for network %q is not running: guests get no DHCP lease and no DNS", n.Name)
 	case n.DNSEnabled && !st.AnswersDNS:
-		summary = fmt.Sprintf("libvirt's dnsmasq for network %q (pid %d) does not answer DNS on %s:53", n.Name, st.PID, bridgeIP(n))
+		summary = fmt.Sprintf("libvirt's dnsmasq for network %q (pid %d) does not answer DNS on %s:53", n.Name, st.PID, n.BridgeIPv4())
 	default:
 		return
 	}

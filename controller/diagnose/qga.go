@@ -25,7 +25,7 @@ type QGAReport struct {
 	LatencyMS float64 `json:"latency_ms,omitempty"`
 }
 
-// AgentQGA is the Row.Agent text of a guest seen through qemu-guest-agent only.
+// AgentQGA is the GuestReport.AgentColumn text of a guest seen through qemu-guest-agent only.
 const AgentQGA = "qga"
 
 // InstallAgentCommand is the command that installs kvmnet-agent into a guest through qemu-guest-agent.

@@ -110,8 +110,8 @@ func TestQGAView(t *testing.T) {
 			if g.NICs[0].LeaseIPv4 != "192.168.122.50" {
 				t.Errorf("lease lost: %+v", g.NICs[0])
 			}
-			if rows := r.Rows(); rows[0].Agent != tc.agent {
-				t.Errorf("row agent = %q, want %q", rows[0].Agent, tc.agent)
+			if got := g.AgentColumn(); got != tc.agent {
+				t.Errorf("agent column = %q, want %q", got, tc.agent)
 			}
 			for code, want := range tc.evidence {
 				found := false

@@ -149,8 +149,8 @@ type AgentReport struct {
 
 // NICReport is one correlation row: a domain NIC with the host's and the guest's view of it.
 type NICReport struct {
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC snapshot.MAC `json:"mac"`
 	// Network is the libvirt network ("" for a plain host bridge or user-mode NIC).
 	Network string `json:"network"`
 	// Bridge is the host bridge.
@@ -201,6 +201,22 @@ type CheckReport struct {
 	Address string `json:"address,omitempty"`
 	// LatencyMS taken.
 	LatencyMS float64 `json:"latency_ms"`
+}
+
+// AgentColumn is the guest's agent as `guests status` shows it: "TRANSPORT/ok",
+// "TRANSPORT/unreachable", AgentQGA when only qemu-guest-agent answered, or "none".
+func (g GuestReport) AgentColumn() string {
+	agent := "none"
+	if g.Agent.Transport != "none" && g.Agent.Transport != "" {
+		agent = g.Agent.Transport + "/ok"
+		if !g.Agent.Reachable {
+			agent = g.Agent.Transport + "/unreachable"
+		}
+	}
+	if !g.Agent.Reachable && g.Agent.QGA != nil && g.Agent.QGA.Answered {
+		agent = AgentQGA
+	}
+	return agent
 }
 
 // All returns every finding of the report: host findings first, then each guest's.

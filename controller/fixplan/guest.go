@@ -3,7 +3,6 @@ package fixplan
 import (
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -47,7 +46,7 @@ type GuestStep struct {
 	// Code of the finding the action answers.
 	Code diagnose.Code `json:"code"`
 	// MAC of the NIC concerned ("" for guest-wide actions).
-	MAC string `json:"mac,omitempty"`
+	MAC snapshot.MAC `json:"mac,omitempty"`
 	// Summary for humans, e.g. "ensure DHCP profile on 52:54:00:aa:bb:cc (ipv6 disabled)".
 	Summary string `json:"summary"`
 }
@@ -63,10 +62,10 @@ type Skipped struct {
 // Verification is what must hold after Apply before the controller confirms.
 type Verification struct {
 	// LeaseMACs must each get a DHCP lease from libvirt's dnsmasq.
-	LeaseMACs []string `json:"lease_macs,omitempty"`
+	LeaseMACs []snapshot.MAC `json:"lease_macs,omitempty"`
 	// NeighborMACs must each appear in the neighbour table of their bridge (bridged networks,
 	// where leases come from outside libvirt).
-	NeighborMACs []string `json:"neighbor_macs,omitempty"`
+	NeighborMACs []snapshot.MAC `json:"neighbor_macs,omitempty"`
 	// Checks the agent must pass (RunChecks).
 	Checks []*kvmnetv1.Check `json:"checks,omitempty"`
 }
@@ -105,8 +104,8 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	if !dom.Running() {
 		return GuestPlan{}, fmt.Errorf("domain %q is %s; start it (`virsh start %s`) and run the fix again", dom.Name, dom.State, dom.Name)
 	}
-	mac := strings.ToLower(opts.MAC)
-	if mac != "" && !slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.MAC == mac }) {
+	mac := snapshot.ParseMAC(opts.MAC)
+	if _, ok := dom.NIC(mac); mac != "" && !ok {
 		return GuestPlan{}, fmt.Errorf("%w: domain %q has no NIC with MAC %s; its NICs: %s", ErrNoNIC, dom.Name, mac, nicMACs(dom))
 	}
 	g, ok := s.FindGuest(dom.Name)
@@ -132,20 +131,20 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	}
 
 	// Which NICs are eligible: on a libvirt network or host bridge, and selected by --nic.
-	eligible := map[string]snapshot.DomainNIC{}
+	eligible := map[snapshot.MAC]snapshot.DomainNIC{}
 	for _, n := range dom.NICs {
 		if (n.Type == "network" || n.Type == "bridge") && (mac == "" || n.MAC == mac) {
 			eligible[n.MAC] = n
 		}
 	}
 
-	var dhcpMACs []string
+	var dhcpMACs []snapshot.MAC
 	disableIPv6 := false
 	for _, f := range findings {
 		if f.Domain != dom.Name {
 			// Host and network findings that concern this guest's networks are named, not fixed here.
 			if f.Domain == "" && hostSide(f) && f.Severity == diagnose.SeverityError &&
-				(f.Network == "" || slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.Network == f.Network })) {
+				(f.Network == "" || slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return s.Networks.NameOf(n) == f.Network })) {
 				plan.HostSide = append(plan.HostSide, f)
 			}
 			continue
@@ -162,7 +161,7 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 		case f.Code == diagnose.CodeGuestStaticWrongSubnet && !opts.AllowStaticToDHCP:
 			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "a static address is the user's choice: rerun with --allow-static-to-dhcp to switch this NIC to DHCP"})
 		case info.Fixer == diagnose.FixerGuestDHCP:
-			targets := []string{f.MAC}
+			targets := []snapshot.MAC{f.MAC}
 			if f.MAC == "" {
 				targets = sortedKeys(eligible) // a profile bound to a missing name concerns every NIC
 			}
@@ -187,9 +186,9 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	}
 	for _, m := range dhcpMACs {
 		plan.add(diagnoseCodeFor(findings, dom.Name, m), m, fmt.Sprintf("remove profiles that conflict with NIC %s or are bound to missing interfaces", m),
-			&kvmnetv1.Action{Action: &kvmnetv1.Action_RemoveConflictingProfiles{RemoveConflictingProfiles: &kvmnetv1.RemoveConflictingProfiles{Mac: m}}})
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_RemoveConflictingProfiles{RemoveConflictingProfiles: &kvmnetv1.RemoveConflictingProfiles{Mac: string(m)}}})
 		plan.add(diagnoseCodeFor(findings, dom.Name, m), m, fmt.Sprintf("ensure DHCP profile kvm-dhcp-<ifname> on NIC %s (ipv6 %s)", m, ipv6Word(ipv6Method)),
-			&kvmnetv1.Action{Action: &kvmnetv1.Action_EnsureDhcpProfile{EnsureDhcpProfile: &kvmnetv1.EnsureDHCPProfile{Mac: m, Ipv6Method: ipv6Method}}})
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_EnsureDhcpProfile{EnsureDhcpProfile: &kvmnetv1.EnsureDHCPProfile{Mac: string(m), Ipv6Method: ipv6Method}}})
 	}
 	if disableIPv6 {
 		plan.add(diagnose.CodeGuestIPv6Unroutable, "", "disable IPv6 (sysctl.d file + live sysctls): the host network cannot route it",
@@ -208,14 +207,14 @@ func hostSide(f diagnose.Finding) bool {
 	return ok && info.CausedOnHost()
 }
 
-func (p *GuestPlan) add(code diagnose.Code, mac, summary string, a *kvmnetv1.Action) {
+func (p *GuestPlan) add(code diagnose.Code, mac snapshot.MAC, summary string, a *kvmnetv1.Action) {
 	p.Request.Actions = append(p.Request.Actions, a)
 	p.Steps = append(p.Steps, GuestStep{Code: code, MAC: mac, Summary: summary})
 }
 
 // verification lists what must hold before Confirm: a lease (or neighbour entry on bridged networks)
 // for each NIC the plan touches, then gateway, DNS, and egress checks from inside the guest.
-func verification(s snapshot.Snapshot, eligible map[string]snapshot.DomainNIC, macs []string, opts GuestOptions) Verification {
+func verification(s snapshot.Snapshot, eligible map[snapshot.MAC]snapshot.DomainNIC, macs []snapshot.MAC, opts GuestOptions) Verification {
 	var v Verification
 	dnsName := opts.CheckDNSName
 	if dnsName == "" {
@@ -228,16 +227,16 @@ func verification(s snapshot.Snapshot, eligible map[string]snapshot.DomainNIC, m
 	seenBridgeIP := map[string]bool{}
 	for _, m := range sortedKeys(eligible) {
 		nic := eligible[m]
-		net, libvirtDHCP := networkOf(s, nic)
+		net, _ := s.Networks.Of(nic)
 		if slices.Contains(macs, m) {
-			if libvirtDHCP {
+			if net.LibvirtDHCP() {
 				v.LeaseMACs = append(v.LeaseMACs, m)
 			} else {
 				v.NeighborMACs = append(v.NeighborMACs, m)
 			}
 		}
 		// TCP to the bridge's dnsmasq proves the guest reaches its host over the NIC's network.
-		if ip := bridgeIPv4(net); ip != "" && net.DNSEnabled && !seenBridgeIP[ip] {
+		if ip := net.BridgeIPv4(); ip != "" && net.DNSEnabled && !seenBridgeIP[ip] {
 			seenBridgeIP[ip] = true
 			v.Checks = append(v.Checks, &kvmnetv1.Check{Name: "dns-tcp-" + net.Name, Kind: kvmnetv1.CheckKind_CHECK_KIND_TCP,
 				Target: ip + ":53", Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 3000})
@@ -250,30 +249,8 @@ func verification(s snapshot.Snapshot, eligible map[string]snapshot.DomainNIC, m
 	return v
 }
 
-// networkOf returns the libvirt network of a NIC and whether libvirt's dnsmasq hands out its leases.
-func networkOf(s snapshot.Snapshot, nic snapshot.DomainNIC) (snapshot.Network, bool) {
-	if nic.Type != "network" {
-		return snapshot.Network{}, false
-	}
-	for _, n := range s.Networks {
-		if n.Name == nic.Network {
-			return n, n.Forward != snapshot.ForwardBridge && n.HasDHCP()
-		}
-	}
-	return snapshot.Network{}, false
-}
-
-func bridgeIPv4(n snapshot.Network) string {
-	for _, ip := range n.IPs {
-		if ip.Family == 4 && net.ParseIP(ip.Address) != nil {
-			return ip.Address
-		}
-	}
-	return ""
-}
-
 // diagnoseCodeFor returns the most telling DHCP-related code reported for a NIC (for the step text).
-func diagnoseCodeFor(findings []diagnose.Finding, domain, mac string) diagnose.Code {
+func diagnoseCodeFor(findings []diagnose.Finding, domain string, mac snapshot.MAC) diagnose.Code {
 	for _, want := range append([]diagnose.Code{diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestStaticWrongSubnet}, diagnose.CodesFixedBy(diagnose.FixerGuestDHCP)...) {
 		for _, f := range findings {
 			if f.Domain == domain && f.Code == want && (f.MAC == mac || f.MAC == "") {
@@ -294,7 +271,7 @@ func ipv6Word(m kvmnetv1.IPv6Method) string {
 func nicMACs(d snapshot.Domain) string {
 	var m []string
 	for _, n := range d.NICs {
-		m = append(m, n.MAC)
+		m = append(m, string(n.MAC))
 	}
 	if len(m) == 0 {
 		return "none"
@@ -302,8 +279,8 @@ func nicMACs(d snapshot.Domain) string {
 	return strings.Join(m, ", ")
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
+func sortedKeys[V any](m map[snapshot.MAC]V) []snapshot.MAC {
+	out := make([]snapshot.MAC, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}

@@ -99,7 +99,7 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 			p.addStep(f, HostStep{Kind: StepAutostartNetwork, Network: "default", Summary: "autostart network default"})
 		case diagnose.CodeNetworkInactive:
 			p.addStep(f, HostStep{Kind: StepStartNetwork, Network: f.Network, Summary: "start network " + f.Network})
-			if n, ok := findNetwork(s, f.Network); ok && !n.Autostart {
+			if n, ok := s.Networks.Find(f.Network); ok && !n.Autostart {
 				p.addStep(f, HostStep{Kind: StepAutostartNetwork, Network: f.Network, Summary: "autostart network " + f.Network})
 			}
 		case diagnose.CodeNetworkAutostartOff:
@@ -132,8 +132,8 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 				Summary: "move the kvmnet channel of " + f.Domain + " to /var/lib/kvmnet/channels (root-only); takes effect at the next boot unless hot-swapped"})
 		case diagnose.CodeGuestNICLinkDown:
 			if side, _ := f.Get("side"); side == "host" || hostLinkDown(s, f) {
-				p.addStep(f, HostStep{Kind: StepLinkUp, Domain: f.Domain, Target: f.MAC,
-					Summary: "set the link of " + f.Domain + " NIC " + f.MAC + " up (virsh domif-setlink)"})
+				p.addStep(f, HostStep{Kind: StepLinkUp, Domain: f.Domain, Target: string(f.MAC),
+					Summary: "set the link of " + f.Domain + " NIC " + string(f.MAC) + " up (virsh domif-setlink)"})
 				continue
 			}
 			p.GuestSide = append(p.GuestSide, f)
@@ -174,7 +174,7 @@ func (p *HostPlan) addStep(f diagnose.Finding, st HostStep) {
 // concern (host-wide findings such as a FORWARD policy apply to each NAT/routed network).
 func networksFor(s snapshot.Snapshot, f diagnose.Finding) []snapshot.Network {
 	if f.Network != "" {
-		if n, ok := findNetwork(s, f.Network); ok {
+		if n, ok := s.Networks.Find(f.Network); ok {
 			return []snapshot.Network{n}
 		}
 		return nil
@@ -188,25 +188,12 @@ func networksFor(s snapshot.Snapshot, f diagnose.Finding) []snapshot.Network {
 	return out
 }
 
-func findNetwork(s snapshot.Snapshot, name string) (snapshot.Network, bool) {
-	for _, n := range s.Networks {
-		if n.Name == name {
-			return n, true
-		}
-	}
-	return snapshot.Network{}, false
-}
-
 // hostLinkDown reports whether libvirt has the NIC's link set down (as opposed to down in the guest).
 func hostLinkDown(s snapshot.Snapshot, f diagnose.Finding) bool {
 	d, ok := s.FindDomain(f.Domain)
 	if !ok {
 		return false
 	}
-	for _, n := range d.NICs {
-		if n.MAC == f.MAC {
-			return n.LinkState == "down"
-		}
-	}
-	return false
+	n, ok := d.NIC(f.MAC)
+	return ok && n.LinkState == "down"
 }

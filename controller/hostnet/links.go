@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"sort"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -133,7 +132,7 @@ func (r *Reader) Neighbors(index int) ([]snapshot.Neighbor, error) {
 			if n.State&netlink.NUD_NOARP != 0 || n.IP == nil {
 				continue
 			}
-			out = append(out, snapshot.Neighbor{IP: n.IP.String(), MAC: strings.ToLower(n.HardwareAddr.String()),
+			out = append(out, snapshot.Neighbor{IP: n.IP.String(), MAC: snapshot.ParseMAC(n.HardwareAddr.String()),
 				State: NeighState(n.State)})
 		}
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
-	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
@@ -102,6 +101,18 @@ func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 // to this host. The returned function releases everything. A connection failure is an Unreachable
 // error (exit 2).
 func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (*collect.Collector, func(), error) {
+	return openCollectorWith(ctx, g, opts, env, collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+		c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}))
+}
+
+// openCollectorWith is openCollectorIn with the agents reached through agents (the exporter passes
+// a read-only dialer).
+func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
 	src, err := libvirt.Open(ctx, g.Connect, g.Getenv)
 	if err != nil {
 		return nil, nil, Unreachable(err)
@@ -114,13 +125,7 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	}
 	sources := collect.Sources{
 		Libvirt: src,
-		Agents: collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
-			c, err := agentclient.Dial(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		}),
+		Agents:  agents,
 		QGA: collect.QGAFunc(func(ctx context.Context, domain string) snapshot.QGAView {
 			return qga.View(ctx, qga.NewClient(src, domain, g.Timeout))
 		}),
@@ -188,11 +193,6 @@ func collectReportIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	return s, r, nil
 }
 
-// colorOn: colour only on a terminal, and never with NO_COLOR set.
-func colorOn(g *Globals) bool {
-	return output.IsTerminal(g.Stdout) && g.Getenv("NO_COLOR") == ""
-}
-
 // withDeadline bounds the whole command: libvirt enumeration plus one --timeout for hosts and guests,
 // plus a little for rendering.
 func withDeadline(ctx context.Context, g *Globals) (context.Context, context.CancelFunc) {
@@ -200,11 +200,4 @@ func withDeadline(ctx context.Context, g *Globals) (context.Context, context.Can
 		g.Timeout = collect.DefaultTimeout
 	}
 	return context.WithTimeout(ctx, 2*g.Timeout+time.Second)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, one)
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }

@@ -28,10 +28,7 @@ func newGuestsEnableChannelCmd(g *Globals) *cobra.Command {
 		Example: "  kvmnetctl guests enable-channel web1\n  kvmnetctl guests enable-channel web1 --vsock --dry-run",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			r := g.Renderer()
 			ctx, cancel := g.Context(cmd.Context())
 			defer cancel()
 			src, err := libvirt.Open(ctx, g.Connect, g.Getenv)

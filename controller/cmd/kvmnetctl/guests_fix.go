@@ -52,12 +52,9 @@ are named, with ` + "`kvmnetctl host fix`" + ` as the way to repair them.`,
 			if err != nil {
 				return err
 			}
-			r, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			r := g.Renderer()
 			res, err := runGuestFix(cmd.Context(), g, fio, o, dryRun, hostEnv{})
-			if g.Output != "table" {
+			if g.Format.Structured() {
 				if rerr := r.Render(res); rerr != nil && err == nil {
 					err = rerr
 				}
@@ -89,15 +86,14 @@ func runGuestFix(ctx context.Context, g *Globals, fio fixIO, o fixplan.GuestOpti
 	deps := fix.GuestDeps{
 		Snapshot: snapshotter(g, []string{o.Domain}, env),
 		DialAgent: func(ctx context.Context, gs snapshot.Guest) (fix.Agent, error) {
-			return agentclient.Dial(ctx, gs.Address, agentclient.WithDialTimeout(g.Timeout))
+			return agentclient.DialAddr(ctx, gs.Addr, agentclient.WithDialTimeout(g.Timeout))
 		},
 		Leases: func(ctx context.Context, network string) ([]snapshot.Lease, error) {
 			n, err := src.Network(ctx, network)
 			return n.Leases, err
 		},
-		Confirm:  fio.confirm,
-		Out:      fio.human,
-		Progress: fio.progress,
+		Confirm: fio.confirm,
+		Events:  fio.human.Event,
 	}
 	if hostFacts(src) {
 		deps.Neighbors = func(ctx context.Context, bridge string) ([]snapshot.Neighbor, error) {

@@ -52,16 +52,13 @@ finding must be gone, or the command exits 1.
 			if err != nil {
 				return err
 			}
-			r, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			r := g.Renderer()
 			codes := make([]diagnose.Code, len(only))
 			for i, c := range only {
 				codes[i] = diagnose.Code(c)
 			}
 			res, err := runHostFix(cmd.Context(), g, fio, codes, dryRun, hostEnv{})
-			if g.Output != "table" {
+			if g.Format.Structured() {
 				if rerr := r.Render(res); rerr != nil && err == nil {
 					err = rerr
 				}
@@ -97,8 +94,7 @@ func runHostFix(ctx context.Context, g *Globals, fio fixIO, only []diagnose.Code
 		Snapshot: snapshotter(g, nil, env),
 		Actions:  acts,
 		Confirm:  fio.confirm,
-		Out:      fio.human,
-		Progress: fio.progress,
+		Events:   fio.human.Event,
 	}, only, dryRun)
 	if err != nil {
 		var ee *ExitError
