@@ -15,7 +15,6 @@ import (
 	"github.com/kvmnet/kvmnet/controller/channel"
 	"github.com/kvmnet/kvmnet/controller/channel/lvdomains"
 	"github.com/kvmnet/kvmnet/controller/collect"
-	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/install"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
 	"github.com/kvmnet/kvmnet/controller/output"
@@ -52,10 +51,7 @@ guests status for the guest. An agent that already answers with the package's ve
 			if err != nil {
 				return err
 			}
-			rend, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			rend := g.Renderer()
 			o.Confirm = fio.confirm
 			return runInstallAgent(cmd.Context(), g, fio.human, rend, args[0], o, qemuConf)
 		},
@@ -97,7 +93,7 @@ func runInstallAgent(ctx context.Context, g *Globals, human io.Writer, rend *out
 	if o.Progress != nil && res.UploadMS > 0 && tty {
 		fmt.Fprintln(human)
 	}
-	if g.Output != "table" {
+	if g.Format.Structured() {
 		if rerr := rend.Render(res); rerr != nil && err == nil {
 			err = rerr
 		}
@@ -112,7 +108,7 @@ func runInstallAgent(ctx context.Context, g *Globals, human io.Writer, rend *out
 	if res.Channel != "" {
 		fmt.Fprintln(human, res.Channel)
 	}
-	if res.Action != install.ActionInstalled || g.Output != "table" {
+	if res.Action != install.ActionInstalled || g.Format.Structured() {
 		return nil
 	}
 	fmt.Fprintln(human)
@@ -125,7 +121,7 @@ func runInstallAgent(ctx context.Context, g *Globals, human io.Writer, rend *out
 	}
 	// The installation succeeded: the guest's own findings (its network may still be broken: that is
 	// what guests fix is for now) do not change the exit status.
-	return diagnose.WriteStatus(g.Stdout, r, colorOn(g))
+	return output.WriteStatus(g.Stdout, r, rend.Palette())
 }
 
 // progressBar draws the upload's progress: a bar redrawn in place on a terminal, a line per 25%
@@ -183,7 +179,7 @@ func (h *installHost) AgentVersion(ctx context.Context, name string) (string, er
 	for _, ep := range eps {
 		tctx, cancel := context.WithTimeout(ctx, min(h.g.Timeout, 5*time.Second))
 		v, err := func() (string, error) {
-			c, err := agentclient.Dial(tctx, ep.Addr, agentclient.WithDialTimeout(min(h.g.Timeout, 5*time.Second)))
+			c, err := agentclient.DialAddr(tctx, ep.Addr, agentclient.WithDialTimeout(min(h.g.Timeout, 5*time.Second)))
 			if err != nil {
 				return "", err
 			}
