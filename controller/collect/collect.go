@@ -115,6 +115,10 @@ type Options struct {
 	Checks bool
 	// Targets of the checks.
 	Targets CheckTargets
+	// Workers bounds how many guests are queried at once (0: all at once). With a bound every guest
+	// gets its own Timeout from when its query starts, all within the caller's context; a guest still
+	// waiting when that context ends is reported TimedOut without being dialled.
+	Workers int
 	// Domains restricts agent queries to these domains (all domains are still listed). Empty: all.
 	Domains []string
 	// DialDisconnected dials virtio-serial channels libvirt reports as disconnected (nothing in the
@@ -231,11 +235,32 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Snapshot, error) {
 	pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	guests := make([]snapshot.Guest, len(doms))
+	var sem chan struct{}
+	if c.opts.Workers > 0 {
+		sem = make(chan struct{}, c.opts.Workers)
+	}
 	for i := range doms {
 		wg.Add(1)
 		go func(i int, dom snapshot.Domain) {
 			defer wg.Done()
-			guests[i] = c.guest(pctx, dom, nets)
+			if sem == nil {
+				guests[i] = c.guest(pctx, dom, nets)
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				guests[i] = c.queuedOut(dom, ctx.Err())
+				return
+			}
+			defer func() { <-sem }()
+			if err := ctx.Err(); err != nil { // both were ready and select chose the slot
+				guests[i] = c.queuedOut(dom, err)
+				return
+			}
+			gctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+			defer cancel()
+			guests[i] = c.guest(gctx, dom, nets)
 		}(i, doms[i])
 	}
 	local := !lv.Remote()

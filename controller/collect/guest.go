@@ -62,11 +62,33 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	r, err := bounded(ctx, func(ctx context.Context) (snapshot.Guest, error) { return c.query(ctx, dom, eps, nets), nil })
 	if err != nil {
 		g.Error = fmt.Sprintf("no answer within %s: %v", c.opts.Timeout, err)
+		g.TimedOut = true
 		c.opts.Logger.Debug("guest timed out", "domain", dom.Name, "after", time.Since(start))
 		return g
 	}
+	// The query may return on its own just as the deadline passes (GetState failing with
+	// DeadlineExceeded): still a guest that did not answer in time. gRPC's deadline timer may fire a
+	// moment before ctx's, so look at the clock, not only ctx.Err.
+	r.TimedOut = r.Error != "" && deadlinePassed(ctx)
 	c.opts.Logger.Debug("guest queried", "domain", dom.Name, "reachable", r.Reachable, "err", r.Error, "took", time.Since(start))
 	return c.withQGA(ctx, dom, r)
+}
+
+// queuedOut is the view of a guest whose turn never came before the caller's context ended (Workers).
+func (c *Collector) queuedOut(dom snapshot.Domain, err error) snapshot.Guest {
+	g := snapshot.Guest{Domain: dom.Name, Transport: snapshot.TransportNone}
+	eps := Endpoints(dom)
+	if len(eps) == 0 {
+		return g // nothing would have been dialled (and no time is left for qemu-guest-agent)
+	}
+	g.Transport, g.Address, g.Addr = eps[0].Transport, eps[0].Addr.String(), eps[0].Addr
+	if !dom.Running() {
+		g.Error = "domain is " + dom.State
+		return g
+	}
+	g.Error = fmt.Sprintf("not queried before the deadline: %v", err)
+	g.TimedOut = true
+	return g
 }
 
 // query tries each endpoint in turn until one answers GetState, then runs the checks there.
@@ -130,6 +152,11 @@ func withAddr(addr string, err error) string {
 		return err.Error()
 	}
 	return addr + ": " + err.Error()
+}
+
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ctx.Err() != nil || (ok && !time.Now().Before(dl))
 }
 
 func remaining(ctx context.Context) time.Duration {

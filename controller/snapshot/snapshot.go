@@ -121,6 +121,9 @@ type Guest struct {
 	Checks []*kvmnetv1.CheckResult `json:"checks,omitempty"`
 	// Latency is how long GetState took.
 	Latency time.Duration `json:"latency_ns,omitempty"`
+	// TimedOut is true when the guest's deadline ended before it answered (GetState, or the checks
+	// after it): a hung agent or QEMU, as opposed to one that refused the connection.
+	TimedOut bool `json:"timed_out,omitempty"`
 	// QGA is qemu-guest-agent's view, asked when the kvmnet agent did not answer (nil: not asked).
 	QGA *QGAView `json:"qga,omitempty"`
 }

@@ -102,6 +102,18 @@ func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 // to this host. The returned function releases everything. A connection failure is an Unreachable
 // error (exit 2).
 func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (*collect.Collector, func(), error) {
+	return openCollectorWith(ctx, g, opts, env, collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+		c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}))
+}
+
+// openCollectorWith is openCollectorIn with the agents reached through agents (the exporter passes
+// a read-only dialer).
+func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
 	src, err := libvirt.Open(ctx, g.Connect, g.Getenv)
 	if err != nil {
 		return nil, nil, Unreachable(err)
@@ -114,13 +126,7 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	}
 	sources := collect.Sources{
 		Libvirt: src,
-		Agents: collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
-			c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		}),
+		Agents:  agents,
 		QGA: collect.QGAFunc(func(ctx context.Context, domain string) snapshot.QGAView {
 			return qga.View(ctx, qga.NewClient(src, domain, g.Timeout))
 		}),

@@ -113,6 +113,7 @@ func newRootCmd(g *Globals) *cobra.Command {
 	root.AddCommand(newAgentCmd(g))
 	root.AddCommand(newGuestsCmd(g))
 	root.AddCommand(newHostCmd(g))
+	root.AddCommand(newExporterCmd(g))
 	root.AddCommand(newManCmd(root))
 	return root
 }
