@@ -14,7 +14,11 @@ PKGS=(
   nftables iptables ufw
   iproute2 util-linux procps psmisc e2fsprogs mmdebstrap
   rpm dpkg-dev python3 curl iputils-ping dnsutils
+  prometheus openssh-server
 )
+# Daemons that come with those packages and must never serve on this machine: promtool (exporter and
+# rule tests) is why prometheus is here, sshd runs only inside test namespaces.
+NO_DAEMON_UNITS=(prometheus.service)
 # arm64 kvmnetctl packages (cgo, -tags libvirt_dlopen: no libvirt headers needed): the aarch64 C cross
 # compiler and arm64 libc. 43.6 MB download, ~1 min to install (packaging/README.md).
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
@@ -33,8 +37,21 @@ if ((${#missing[@]})); then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
+  # openssh-server only enables ssh.service on a machine that had no sshd before: leave it as it was.
+  ssh_was_installed=0
+  dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install ok installed" && ssh_was_installed=1
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  ((ssh_was_installed)) || NO_DAEMON_UNITS+=(ssh.service ssh.socket)
+fi
+# policy-rc.d kept them from starting now; stop and disable them for the next boot too. mask only
+# prometheus (nobody needs it running here); ssh is merely disabled so an admin can turn it back on.
+if command -v systemctl >/dev/null; then
+  for u in "${NO_DAEMON_UNITS[@]}"; do
+    systemctl stop "$u" >/dev/null 2>&1 || true
+    systemctl disable "$u" >/dev/null 2>&1 || true
+  done
+  systemctl mask prometheus.service >/dev/null 2>&1 || true
 fi
 
 # libvirt 9.0 refuses to start its QEMU driver unless these users exist.

@@ -33,6 +33,15 @@
 // closes, so the next call gets "not running" (or, in flight, "disconnected") and the next process
 // has a new bus name.
 //
+// The agent's own death is covered by a Record on disk (record.go): saved atomically before the
+// first change and again before every change that adds to it (a profile created, changed or
+// deleted, a sysctl's old value), it holds the previous files, the live sysctl values, the profiles
+// and NetworkManager's checkpoint, the deadline and the boot id. At start-up (Resume) the next agent
+// process restores from it when the Apply never finished, the deadline passed or the boot id changed
+// (a reboot took NetworkManager's checkpoint along: profiles come back from the record); otherwise
+// it takes the checkpoint over until its deadline. Tests: record_test.go, and agent/cmd/kvmnet-agent
+// TestPendingCheckpointSurvivesSIGKILL (a real agent process killed with SIGKILL and restarted).
+//
 // Tests: nmrestart_test.go (fakes) and agent/service TestNMRestartDuringApply,
 // TestNMRestartWhilePending (real NetworkManager stopped with SIGTERM or killed with SIGKILL by PID,
 // then started again) and TestNMStoppedDuringApply.

@@ -38,6 +38,7 @@ type NM interface {
 	CheckpointCreate(ctx context.Context, devices []dbus.ObjectPath, rollbackTimeout time.Duration, flags gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error)
 	CheckpointDestroy(ctx context.Context, cp dbus.ObjectPath) error
 	CheckpointRollback(ctx context.Context, cp dbus.ObjectPath) (map[string]uint32, error)
+	CheckpointAdjust(ctx context.Context, cp dbus.ObjectPath, timeout time.Duration) error
 }
 
 // Files is what the Applier needs from the file store; *files.Store satisfies it.
@@ -65,7 +66,10 @@ type NICLister interface {
 
 // NMMargin is added to the NetworkManager checkpoint's own timeout: the agent's timer fires first
 // and rolls back NetworkManager, files and sysctls in order; NetworkManager's timer is the fallback
-// when the agent itself is gone.
+// when the agent itself is gone. The checkpoint is created with a timeout covering the steps too
+// (their longest waits) and re-armed after them (CheckpointAdjust) to the rollback timeout plus
+// NMMargin from then, so NetworkManager never rolls back during the steps or inside the host's
+// verification window, which starts when Apply answers.
 const NMMargin = 5 * time.Second
 
 // Options configures an Applier.
@@ -93,6 +97,9 @@ type Options struct {
 	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
 	// middle of an Apply or a rollback (default DefaultNMRestartWait).
 	NMRestartWait time.Duration
+	// Records keeps the pending checkpoint's Record on disk, so that a rollback survives the agent
+	// process and a reboot (Resume). nil: in memory only.
+	Records RecordStore
 }
 
 // Applier executes plans with checkpoints. One checkpoint may be pending at a time.
@@ -100,12 +107,42 @@ type Applier struct {
 	o   Options
 	log *slog.Logger
 
-	// op serialises Apply, Confirm, Rollback and expiry (an Apply may wait minutes for IPv4);
-	// pmu guards the pending field alone, so Pending (GetState) never waits for an Apply.
-	op      sync.Mutex
+	// op (a one-slot semaphore) serialises Apply, Confirm, Rollback, expiry and Close (an Apply may
+	// wait minutes for IPv4); a caller waiting for it gives up with its context. pmu guards the
+	// pending field alone, so Pending (GetState) never waits for an Apply.
+	op      chan struct{}
 	pmu     sync.Mutex
 	pending *pending
+	// stop is cancelled by Close: a running Apply stops at its next step and rolls back, queued
+	// callers give up.
+	stop     context.Context
+	stopNow  context.CancelFunc
+	stopOnce sync.Once
 }
+
+// ErrClosing is wrapped when the agent is stopping: an Apply (running or queued) was given up and
+// rolled back, or a call came after Close (gRPC Unavailable).
+var ErrClosing = errors.New("the agent is stopping")
+
+// lock takes op, or gives up when ctx is done or the Applier closes.
+func (a *Applier) lock(ctx context.Context) error {
+	if a.stop.Err() != nil {
+		return fmt.Errorf("%w: nothing was changed", ErrClosing)
+	}
+	select {
+	case a.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("gave up waiting for another Apply, Confirm or Rollback to finish: %w; nothing was changed", context.Cause(ctx))
+	case <-a.stop.Done():
+		return fmt.Errorf("%w: nothing was changed", ErrClosing)
+	}
+}
+
+// lockAlways takes op whatever happens: expiry, start-up restore and Close must run.
+func (a *Applier) lockAlways() { a.op <- struct{}{} }
+
+func (a *Applier) unlock() { <-a.op }
 
 type pending struct {
 	id       string
@@ -125,6 +162,7 @@ type pending struct {
 	before     map[string]string // touched interface → uuid of the profile active on it before ("": none)
 	hadIPv4    map[string]bool   // touched interface had an IPv4 address before
 	incomplete bool              // the Apply did not finish (NetworkManager stopped): only Rollback
+	applying   bool              // the Apply is running (or never finished): restore at start-up
 
 	stacks []*stackRecord // file-based stacks whose commands ran (rollback re-runs theirs)
 }
@@ -135,7 +173,8 @@ func New(o Options) *Applier {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{o: o, log: l}
+	stop, stopNow := context.WithCancel(context.Background())
+	return &Applier{o: o, log: l, op: make(chan struct{}, 1), stop: stop, stopNow: stopNow}
 }
 
 // Gather reads the current state a plan needs.
@@ -199,8 +238,19 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	if err != nil {
 		return nil, err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
+	// While it waits for another call to finish, the caller's cancellation and deadline end it.
+	if err := a.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer a.unlock()
+	// Once it runs, the caller going away (the host disconnected) does not stop it half-way: it runs
+	// to its end and leaves its checkpoint pending. The caller's deadline still bounds it, and Close
+	// stops it at its next step (it then rolls back).
+	dctx, dcancel := detach(ctx)
+	defer dcancel()
+	ctx, cancel := context.WithCancelCause(dctx)
+	defer cancel(nil)
+	defer context.AfterFunc(a.stop, func() { cancel(ErrClosing) })()
 	if a.pending != nil && !r.DryRun {
 		return nil, fmt.Errorf("%w: checkpoint %s is pending until %s: Confirm or Rollback it first",
 			ErrPrecondition, a.pending.id, a.pending.deadline.Format(time.RFC3339))
@@ -221,7 +271,10 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		a.log.Info("apply computed", "dry_run", r.DryRun, "noop", resp.Noop, "changes", len(plan.Steps), "notes", strings.Join(plan.Notes, "; "))
 		return resp, nil
 	}
-	p := &pending{id: newID(), changes: resp.Changes, sysctl: map[string]string{}, updated: map[string]nm.Settings{}}
+	p := &pending{id: newID(), changes: resp.Changes, sysctl: map[string]string{}, updated: map[string]nm.Settings{}, applying: true}
+	// Every stack step's record up front: the on-disk record saved before the first change must
+	// already know which stacks' commands a restore re-runs (harmless for one that never ran).
+	p.stacks = plan.stackRecords()
 	if plan.NeedsNM() {
 		if a.o.NM == nil {
 			return nil, fmt.Errorf("%w: no NetworkManager client", ErrPrecondition)
@@ -232,7 +285,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		// go unnoticed). A restart before CheckpointCreate only makes a rollback restore from the
 		// agent's record, which is always safe.
 		p.nmOwner = a.nmInstance(ctx)
-		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
+		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, plan.MaxWait()+r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v; nothing was changed", ErrPrecondition, err)
 		}
@@ -245,9 +298,20 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 			return nil, fmt.Errorf("snapshot files before changing them: %w; nothing was changed", err)
 		}
 	}
+	// On disk before the first change: an agent killed from here on is undone by the next one.
+	if err := a.save(p); err != nil {
+		a.rollback(context.WithoutCancel(ctx), p)
+		return nil, fmt.Errorf("%w; nothing was changed", err)
+	}
 	a.log.Info("apply start", "checkpoint", p.id, "nm_checkpoint", p.nmCP, "steps", len(plan.Steps), "rollback_timeout", r.RollbackTimeout)
 	for i, s := range plan.Steps {
+		if ctx.Err() != nil {
+			return nil, a.abort(ctx, p, i, s, context.Cause(ctx), r.RollbackTimeout)
+		}
 		err := a.exec(ctx, p, s)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, context.Cause(ctx)) {
+			err = fmt.Errorf("%w: %w", context.Cause(ctx), err) // why it was cancelled, e.g. ErrClosing
+		}
 		lost := false
 		if s.NM() && err == nil {
 			// A restart takes NetworkManager's checkpoint with it, and a step may even have
@@ -259,7 +323,17 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		}
 		a.log.Info("change made", "checkpoint", p.id, "kind", s.Change.Kind, "target", s.Change.Target, "summary", s.Change.Summary)
 	}
+	if p.nmCP != "" {
+		last := len(plan.Steps) - 1
+		if err := a.o.NM.CheckpointAdjust(ctx, p.nmCP, r.RollbackTimeout+NMMargin); err != nil {
+			return nil, a.abort(ctx, p, last, plan.Steps[last], fmt.Errorf("re-arm NetworkManager's checkpoint for the verification window: %w", err), r.RollbackTimeout)
+		}
+	}
 	p.deadline = time.Now().Add(r.RollbackTimeout)
+	p.applying = false
+	if err := a.save(p); err != nil {
+		return nil, a.abort(ctx, p, len(plan.Steps)-1, plan.Steps[len(plan.Steps)-1], err, r.RollbackTimeout)
+	}
 	id := p.id
 	p.timer = time.AfterFunc(r.RollbackTimeout, func() { a.expire(id) })
 	a.setPending(p)
@@ -274,6 +348,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 	case OpAddProfile:
 		uuid := nm.NewUUID()
 		p.created = append(p.created, createdProfile{uuid: uuid, id: s.Spec.ID()})
+		if err := a.save(p); err != nil {
+			return err
+		}
 		_, err := a.o.NM.AddProfile(ctx, s.Spec.NewSettings(uuid))
 		return err
 	case OpUpdateProfile:
@@ -282,6 +359,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 			return err
 		}
 		p.updated[s.Profile.UUID] = old
+		if err := a.save(p); err != nil {
+			return err
+		}
 		return a.o.NM.UpdateProfile(ctx, s.Profile.Path, s.Spec.UpdateSettings(old))
 	case OpDeleteProfile:
 		old, err := a.o.NM.Settings(ctx, s.Profile.Path)
@@ -289,6 +369,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 			return err
 		}
 		p.deleted = append(p.deleted, old)
+		if err := a.save(p); err != nil {
+			return err
+		}
 		return a.o.NM.DeleteProfile(ctx, s.Profile.Path)
 	case OpActivate:
 		st, err := a.o.NM.State(ctx)
@@ -343,6 +426,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		}
 		if _, ok := p.sysctl[s.Key]; !ok {
 			p.sysctl[s.Key] = old
+			if err := a.save(p); err != nil {
+				return err
+			}
 		}
 		return a.o.Sysctl.Set(s.Key, s.Value)
 	}
@@ -396,6 +482,9 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 		errs = append(errs, err)
 	}
 	a.log.Info("rolled back", "checkpoint", p.id, "restored", strings.Join(restored, "; "), "errors", len(errs))
+	// Whatever could not be restored stays as it is now: a record kept for it would only undo the
+	// same again at the next start-up, with the same failures.
+	a.clear(p)
 	return restored, errors.Join(errs...)
 }
 
@@ -495,6 +584,7 @@ func (a *Applier) abort(ctx context.Context, p *pending, i int, s Step, stepErr 
 		p.changes = append([]*kvmnetv1.Change{{Kind: "checkpoint", Target: p.id,
 			Summary: fmt.Sprintf("Apply did not complete: %s at %s; only Rollback is accepted, once NetworkManager runs", p.lost, at)}}, p.changes...)
 		p.deadline = time.Now().Add(rollbackTimeout)
+		a.saveLogged(p)
 		id := p.id
 		p.timer = time.AfterFunc(rollbackTimeout, func() { a.expire(id) })
 		a.setPending(p)
@@ -517,8 +607,8 @@ func (a *Applier) abort(ctx context.Context, p *pending, i int, s Step, stepErr 
 }
 
 func (a *Applier) expire(id string) {
-	a.op.Lock()
-	defer a.op.Unlock()
+	a.lockAlways()
+	defer a.unlock()
 	if a.pending == nil || a.pending.id != id {
 		return
 	}
@@ -529,6 +619,7 @@ func (a *Applier) expire(id string) {
 	restored, err := a.rollback(ctx, p)
 	if errors.Is(err, errNMAbsent) {
 		p.deadline = time.Now().Add(RestoreRetry)
+		a.saveLogged(p)
 		p.timer = time.AfterFunc(RestoreRetry, func() { a.expire(id) })
 		a.setPending(p)
 		msg := fmt.Sprintf("checkpoint %s not confirmed in time, but NetworkManager is not running: start it (`systemctl start NetworkManager`); the agent tries again at %s (%v)",
@@ -565,8 +656,10 @@ func (a *Applier) take(id string) (*pending, error) {
 
 // Confirm keeps the changes of the pending checkpoint id and destroys it.
 func (a *Applier) Confirm(ctx context.Context, id string) error {
-	a.op.Lock()
-	defer a.op.Unlock()
+	if err := a.lock(ctx); err != nil {
+		return err
+	}
+	defer a.unlock()
 	p, err := a.take(id)
 	if err != nil {
 		return err
@@ -579,6 +672,7 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 	if why, lost := a.nmLost(ctx, p); lost {
 		// Nothing to destroy: the checkpoint died with the old NetworkManager. The changes stay,
 		// saved in its profiles on disk.
+		a.clear(p)
 		a.log.Info("checkpoint confirmed", "checkpoint", id, "changes", len(p.changes), "note", why+"; its checkpoint went with it, nothing to destroy")
 		a.event("checkpoint " + id + " confirmed (" + why + " since the Apply; the changes are kept in its saved profiles)")
 		return nil
@@ -590,6 +684,7 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 			return fmt.Errorf("confirm %s: %w", id, err)
 		}
 	}
+	a.clear(p)
 	a.log.Info("checkpoint confirmed", "checkpoint", id, "changes", len(p.changes))
 	a.event("checkpoint " + id + " confirmed")
 	return nil
@@ -597,8 +692,14 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 
 // Rollback undoes the pending checkpoint id at once.
 func (a *Applier) Rollback(ctx context.Context, id string) ([]string, error) {
-	a.op.Lock()
-	defer a.op.Unlock()
+	if err := a.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer a.unlock()
+	return a.rollbackTaken(ctx, id)
+}
+
+func (a *Applier) rollbackTaken(ctx context.Context, id string) ([]string, error) {
 	p, err := a.take(id)
 	if err != nil {
 		return nil, err
@@ -623,15 +724,20 @@ func (a *Applier) Pending() *kvmnetv1.Checkpoint {
 	return &kvmnetv1.Checkpoint{Id: a.pending.id, RollbackDeadline: timestamppb.New(a.pending.deadline), Changes: a.pending.changes}
 }
 
-// Close rolls back a pending checkpoint (the agent is stopping and cannot wait for Confirm).
+// Close rolls back what is pending (the agent is stopping and cannot wait for Confirm): a running
+// Apply is stopped at its next step and rolls back its steps before Close returns; a pending
+// checkpoint is rolled back. Later calls are refused with ErrClosing.
 func (a *Applier) Close() error {
+	a.stopOnce.Do(a.stopNow)
+	a.lockAlways()
+	defer a.unlock()
 	a.pmu.Lock()
 	p := a.pending
 	a.pmu.Unlock()
 	if p == nil {
 		return nil
 	}
-	_, err := a.Rollback(context.Background(), p.id)
+	_, err := a.rollbackTaken(context.Background(), p.id)
 	return err
 }
 
@@ -647,10 +753,119 @@ func (a *Applier) setPending(p *pending) {
 	a.pmu.Unlock()
 }
 
+// save writes p's Record (no-op without Options.Records).
+func (a *Applier) save(p *pending) error {
+	if a.o.Records == nil {
+		return nil
+	}
+	r, err := p.record(a.bootID())
+	if err == nil {
+		err = a.o.Records.Save(r)
+	}
+	if err != nil {
+		return fmt.Errorf("keep the rollback record of checkpoint %s on disk: %w", p.id, err)
+	}
+	return nil
+}
+
+// saveLogged is save where the change it records (a new deadline) happens anyway.
+func (a *Applier) saveLogged(p *pending) {
+	if err := a.save(p); err != nil {
+		a.log.Error("rollback record not updated", "checkpoint", p.id, "error", err)
+	}
+}
+
+// clear removes the Record of p, which needs no undoing any more.
+func (a *Applier) clear(p *pending) {
+	if a.o.Records == nil {
+		return
+	}
+	if err := a.o.Records.Clear(); err != nil {
+		a.log.Error("rollback record not removed: the next start-up would undo checkpoint "+p.id+" again", "error", err)
+	}
+}
+
+// bootID identifies the current boot ("" when it cannot be read).
+func (a *Applier) bootID() string {
+	if a.o.Sysctl == nil {
+		return ""
+	}
+	id, err := a.o.Sysctl.Get(BootIDKey)
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+// Resume takes over the checkpoint a previous agent process left pending (its Record). It restores
+// at once when that checkpoint's Apply never finished, when its deadline passed, or when the guest
+// rebooted since (NetworkManager's checkpoint is gone then, so profiles are restored from the
+// record); otherwise the checkpoint is pending again until its deadline, so the host's Confirm still
+// works. It returns what it restored. When NetworkManager is not running yet, the restore is retried
+// every RestoreRetry like an expired checkpoint's.
+func (a *Applier) Resume(ctx context.Context) ([]string, error) {
+	if a.o.Records == nil {
+		return nil, nil
+	}
+	r, err := a.o.Records.Load()
+	if err != nil || r == nil {
+		return nil, err
+	}
+	p, err := pendingFrom(r)
+	if err != nil {
+		return nil, err
+	}
+	a.lockAlways()
+	defer a.unlock()
+	boot := a.bootID()
+	why := ""
+	switch {
+	case r.Applying:
+		why = "its Apply never finished (the agent stopped in the middle of it)"
+	case r.BootID != boot:
+		why = "the guest rebooted since (boot id " + r.BootID + ", now " + boot + ")"
+		if p.nmCP != "" {
+			p.lost = "the guest rebooted"
+		}
+	case !time.Now().Before(r.Deadline):
+		why = "its deadline " + r.Deadline.Format(time.RFC3339) + " passed while no agent ran"
+	}
+	id := p.id
+	if why == "" {
+		p.timer = time.AfterFunc(time.Until(p.deadline), func() { a.expire(id) })
+		a.setPending(p)
+		a.log.Info("pending checkpoint taken over from the previous agent process", "checkpoint", id, "deadline", p.deadline)
+		return nil, nil
+	}
+	a.log.Warn("restoring a checkpoint left by the previous agent process", "checkpoint", id, "why", why)
+	restored, err := a.rollback(ctx, p)
+	if errors.Is(err, errNMAbsent) {
+		p.deadline = time.Now().Add(RestoreRetry)
+		p.incomplete = true // only Rollback, and at a restart a restore at once (applying stays true)
+		p.applying = true
+		a.saveLogged(p)
+		p.timer = time.AfterFunc(RestoreRetry, func() { a.expire(id) })
+		a.setPending(p)
+		return nil, fmt.Errorf("%w: checkpoint %s left by the previous agent process (%s) waits for NetworkManager: start it; retried at %s (%v)",
+			ErrNMGone, id, why, p.deadline.Format(time.RFC3339), err)
+	}
+	a.event(fmt.Sprintf("checkpoint %s left by the previous agent process rolled back: %s (%s)", id, why, strings.Join(restored, "; ")))
+	return restored, err
+}
+
 func (a *Applier) event(s string) {
 	if a.o.OnEvent != nil {
 		a.o.OnEvent(s)
 	}
+}
+
+// detach returns a context that keeps ctx's values and deadline but not its cancellation.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(d, dl)
+	}
+	return context.WithCancel(d)
 }
 
 func newID() string {

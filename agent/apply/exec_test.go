@@ -20,11 +20,12 @@ import (
 
 // fakeNM is a small in-memory NetworkManager: enough state for plans, and a call log.
 type fakeNM struct {
-	mu      sync.Mutex
-	state   nm.State
-	waitErr error
-	block   chan struct{} // WaitIPv4 waits for it when set
-	calls   []string
+	mu        sync.Mutex
+	state     nm.State
+	waitErr   error
+	adjustErr error
+	block     chan struct{} // WaitIPv4 waits for it when set
+	calls     []string
 }
 
 func (f *fakeNM) log(s string) { f.mu.Lock(); f.calls = append(f.calls, s); f.mu.Unlock() }
@@ -65,10 +66,14 @@ func (f *fakeNM) Activate(_ context.Context, c, _ dbus.ObjectPath) (dbus.ObjectP
 	f.log("activate:" + string(c))
 	return "/a/1", nil
 }
-func (f *fakeNM) WaitIPv4(context.Context, dbus.ObjectPath, dbus.ObjectPath, time.Duration) ([]string, error) {
+func (f *fakeNM) WaitIPv4(ctx context.Context, _, _ dbus.ObjectPath, _ time.Duration) ([]string, error) {
 	f.log("wait")
 	if f.block != nil {
-		<-f.block
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if f.waitErr != nil {
 		return nil, f.waitErr
@@ -82,6 +87,10 @@ func (f *fakeNM) CheckpointCreate(_ context.Context, _ []dbus.ObjectPath, d time
 func (f *fakeNM) CheckpointDestroy(context.Context, dbus.ObjectPath) error {
 	f.log("destroy")
 	return nil
+}
+func (f *fakeNM) CheckpointAdjust(_ context.Context, _ dbus.ObjectPath, d time.Duration) error {
+	f.log("adjust:" + d.String())
+	return f.adjustErr
 }
 func (f *fakeNM) CheckpointRollback(context.Context, dbus.ObjectPath) (map[string]uint32, error) {
 	f.log("rollback")
@@ -219,7 +228,7 @@ func TestNMPlanUsesCheckpointAndRollsBackOnFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.nm.called(); got != "checkpoint:25s,add:kvm-dhcp-enp1s0,activate:/c/kvm-dhcp-enp1s0,wait" {
+	if got := e.nm.called(); got != "checkpoint:30s,add:kvm-dhcp-enp1s0,activate:/c/kvm-dhcp-enp1s0,wait,adjust:25s" {
 		t.Fatalf("calls %s", got)
 	}
 	if !strings.Contains(resp.Changes[1].Summary, "got 10.77.0.100/24") {
@@ -299,5 +308,26 @@ func TestPendingDoesNotWaitForApply(t *testing.T) {
 	}
 	if e.a.Pending() == nil {
 		t.Fatal("no pending checkpoint after the apply")
+	}
+}
+
+// TestNMCheckpointReArmedAfterSteps: NetworkManager's checkpoint outlives the steps (created with
+// their waits on top of the rollback timeout) and is re-armed after them, so it cannot roll back
+// inside the host's verification window; a failed re-arm rolls the Apply back.
+func TestNMCheckpointReArmedAfterSteps(t *testing.T) {
+	ctx := context.Background()
+	req := &kvmnetv1.ApplyRequest{RollbackTimeoutSeconds: 10, Actions: []*kvmnetv1.Action{ensure(mac1, 0, 30)}}
+	e := newEnv(t, config.Default())
+	if _, err := e.a.Apply(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.nm.called(); !strings.HasPrefix(got, "checkpoint:45s,") || !strings.HasSuffix(got, ",wait,adjust:15s") {
+		t.Fatalf("calls %s, want checkpoint:45s (30 s wait + 10 s + margin) ... adjust:15s after the wait", got)
+	}
+	e2 := newEnv(t, config.Default())
+	e2.nm.adjustErr = errors.New("checkpoint does not exist")
+	_, err := e2.a.Apply(ctx, req)
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "re-arm") || !strings.HasSuffix(e2.nm.called(), ",adjust:15s,rollback") || e2.a.Pending() != nil {
+		t.Fatalf("failed re-arm: %v; calls %s", err, e2.nm.called())
 	}
 }

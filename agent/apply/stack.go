@@ -20,6 +20,8 @@ type Stacks interface {
 	// Choose returns the backend for the NIC with mac among nics; an error wrapping
 	// stack.ErrConflict or stack.ErrOptedOut means nothing may be written for it.
 	Choose(ctx context.Context, nics []stack.NIC, mac string) (stack.Choice, error)
+	// Backend returns the backend named name (a restored rollback record names its backends).
+	Backend(name string) stack.Backend
 }
 
 // AddrReader reports an interface's IPv4 addresses (CIDR), to wait for a lease a file-based stack
@@ -36,11 +38,30 @@ type StackChoice struct {
 	Err error
 }
 
-// stackRecord is what a rollback needs of a file-based stack's change: the backend and its plan.
-// Plain data, so a persisted pending record can carry it.
+// stackRecord is what a rollback needs of a file-based stack's change: the backend and its plan
+// (plain data: the on-disk rollback record carries it as RecordStack, the backend by name).
 type stackRecord struct {
 	backend stack.Backend
 	plan    *stack.Plan
+}
+
+// RecordStack is a file-based stack's change in the on-disk rollback Record.
+type RecordStack struct {
+	// Backend name ("netplan", "networkd", "ifupdown").
+	Backend string `json:"backend"`
+	// Plan the backend applied; its Undo/Redo commands run on restore.
+	Plan *stack.Plan `json:"plan"`
+}
+
+// stackRecords returns the plan's stack steps.
+func (p *Plan) stackRecords() []*stackRecord {
+	var out []*stackRecord
+	for _, s := range p.Steps {
+		if s.Kind == OpStackApply && s.Stack != nil {
+			out = append(out, s.Stack)
+		}
+	}
+	return out
 }
 
 // chooseStacks asks Stacks for the NIC of every Ensure and RemoveConflicts action.
@@ -167,10 +188,9 @@ func (p *planner) writeFileMode(path string, body []byte, mode fs.FileMode, what
 }
 
 // execStack runs a file-based stack's commands (its files are written by the steps before) and
-// waits for IPv4 on the NIC. The record is kept before anything runs, so a rollback re-runs the
-// backend's commands whatever state the Apply stopped in.
+// waits for IPv4 on the NIC. p.stacks holds the step from the start of the Apply, so a rollback
+// re-runs the backend's commands whatever state the Apply stopped in.
 func (a *Applier) execStack(ctx context.Context, p *pending, s Step) error {
-	p.stacks = append(p.stacks, s.Stack)
 	if a.o.Runner == nil {
 		return errors.New("no command runner configured")
 	}
@@ -225,6 +245,13 @@ func (a *Applier) rollbackStacks(ctx context.Context, p *pending, before bool) (
 		if a.o.Runner == nil {
 			break
 		}
+		if r.backend == nil && r.plan != nil && a.o.Stacks != nil {
+			r.backend = a.o.Stacks.Backend(r.plan.Backend)
+		}
+		if r.backend == nil || r.plan == nil {
+			errs = append(errs, fmt.Errorf("rollback record names stack backend %q, which this agent does not have: run its tools by hand", planName(r.plan)))
+			continue
+		}
 		ev, err := r.backend.Rollback(ctx, a.o.Runner, r.plan, before)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s rollback: %w", r.backend.Name(), err))
@@ -258,4 +285,11 @@ func (NetAddrs) IPv4(ifname string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+func planName(p *stack.Plan) string {
+	if p == nil {
+		return ""
+	}
+	return p.Backend
 }

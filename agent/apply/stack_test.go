@@ -271,3 +271,55 @@ func TestNetworkdAndIfupdownApply(t *testing.T) {
 		}
 	})
 }
+
+// TestStackResumeAfterKill: an agent killed while a netplan fix is pending (or in the middle of
+// it) is undone by the next agent process from the on-disk record: the user's file comes back and
+// netplan generates and applies it again.
+func TestStackResumeAfterKill(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(r *Record)
+	}{
+		{name: "guest rebooted while pending"},
+		{name: "killed in the middle of the Apply", edit: func(r *Record) { r.Applying = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newStackEnv(t, map[string]string{"etc/netplan/50-cloud-init.yaml": userNetplan}, config.Default())
+			rec := FileRecords{Path: filepath.Join(e.root, files.DefaultStateDir, RecordFile)}
+			e.a.o.Records, e.a.o.Sysctl = rec, ProcSysctl{Root: e.root}
+			setBoot(t, e.root, "boot-1")
+			if _, err := e.a.Apply(context.Background(), fixReq(false)); err != nil {
+				t.Fatal(err)
+			}
+			r, err := rec.Load()
+			if err != nil || r == nil || len(r.Stacks) != 1 || r.Stacks[0].Backend != "netplan" {
+				t.Fatalf("record %+v %v", r, err)
+			}
+			if tc.edit != nil {
+				tc.edit(r)
+				if err := rec.Save(r); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				setBoot(t, e.root, "boot-2")
+			}
+			e.a.pending.timer.Stop()
+			e.a.setPending(nil)
+			cmds := &cmdLog{}
+			a := New(Options{Config: e.a.o.Config, Files: e.a.o.Files, Sysctl: ProcSysctl{Root: e.root}, NICs: e.a.o.NICs,
+				Records: rec, Stacks: e.a.o.Stacks, Runner: cmds, Addrs: e.addrs})
+			t.Cleanup(func() { _ = a.Close() })
+			restored, err := a.Resume(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("restored: %q", restored)
+			if e.read(t, "etc/netplan/50-cloud-init.yaml") != userNetplan || e.read(t, "etc/netplan/90-kvmnet.yaml") != "<absent>" {
+				t.Fatal("files not restored at start-up")
+			}
+			if cmds.commands() != "netplan generate; netplan apply" {
+				t.Fatalf("commands at start-up %q", cmds.commands())
+			}
+		})
+	}
+}

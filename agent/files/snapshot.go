@@ -28,6 +28,8 @@ type SnapshotFile struct {
 	Content []byte `json:"content,omitempty"`
 	// Mode of the file when it existed.
 	Mode fs.FileMode `json:"mode,omitempty"`
+	// Owner of the file when it existed.
+	Owner *Owner `json:"owner,omitempty"`
 	// Entry is kvmnet's state.json record of the file; nil when it was not managed.
 	Entry *Entry `json:"entry,omitempty"`
 	// BackupContent is the content of Entry's backup, when it has one.
@@ -48,11 +50,11 @@ func (s *Store) Snapshot(paths ...string) (*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		content, mode, existed, err := readExisting(p.abs)
+		content, mode, owner, existed, err := readExisting(p.abs)
 		if err != nil {
 			return nil, err
 		}
-		f := SnapshotFile{Path: p.guest, Exists: existed, Content: content, Mode: mode}
+		f := SnapshotFile{Path: p.guest, Exists: existed, Content: content, Mode: mode, Owner: owner}
 		if i := st.find(p.guest); i >= 0 {
 			e := st.Files[i]
 			f.Entry = &e
@@ -89,21 +91,21 @@ func (s *Store) RestoreSnapshot(snap *Snapshot) ([]Result, error) {
 			errs = append(errs, err)
 			continue
 		}
-		cur, _, existed, err := readExisting(p.abs)
+		cur, curMode, curOwner, existed, err := readExisting(p.abs)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		res := Result{Path: p.guest, Old: cur, New: f.Content}
 		switch {
-		case f.Exists && (!existed || !bytes.Equal(cur, f.Content)):
-			if err := atomicWrite(p.abs, f.Content, f.Mode); err != nil {
+		case f.Exists && (!existed || !bytes.Equal(cur, f.Content) || curMode != f.Mode || !sameOwner(curOwner, f.Owner)):
+			if err := atomicWrite(p.abs, f.Content, f.Mode, f.Owner); err != nil {
 				errs = append(errs, fmt.Errorf("restore %s: %w", p.guest, err))
 				continue
 			}
 			res.Changed = true
 		case !f.Exists && existed:
-			if err := os.Remove(p.abs); err != nil {
+			if err := RemoveSynced(p.abs); err != nil {
 				errs = append(errs, fmt.Errorf("remove %s: %w", p.guest, err))
 				continue
 			}
@@ -113,14 +115,14 @@ func (s *Store) RestoreSnapshot(snap *Snapshot) ([]Result, error) {
 		switch {
 		case f.Entry == nil && i >= 0:
 			if b := st.Files[i].Backup; b != "" {
-				if err := os.Remove(filepath.Join(s.root, b)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if err := RemoveSynced(filepath.Join(s.root, b)); err != nil {
 					errs = append(errs, err)
 				}
 			}
 			st.Files = slices.Delete(st.Files, i, i+1)
 		case f.Entry != nil:
 			if f.Entry.Backup != "" {
-				if err := atomicWrite(filepath.Join(s.root, f.Entry.Backup), f.BackupContent, 0o600); err != nil {
+				if err := atomicWrite(filepath.Join(s.root, f.Entry.Backup), f.BackupContent, 0o600, nil); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -138,3 +140,6 @@ func (s *Store) RestoreSnapshot(snap *Snapshot) ([]Result, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// sameOwner reports whether a and b name the same owner (nil: unknown, matches anything).
+func sameOwner(a, b *Owner) bool { return a == nil || b == nil || *a == *b }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -64,8 +65,18 @@ type Entry struct {
 	Backup string `json:"backup,omitempty"`
 	// Mode is the permission bits of the original file (or of kvmnet's file when it created it).
 	Mode fs.FileMode `json:"mode"`
+	// Owner is the original file's owner and group, put back with its content; nil when kvmnet
+	// created the file (or recorded it before owners were kept).
+	Owner *Owner `json:"owner,omitempty"`
 	// Since is when kvmnet first changed the file.
 	Since time.Time `json:"since"`
+}
+
+// Owner is a file's numeric owner and group.
+type Owner struct {
+	// UID and GID of the file.
+	UID int `json:"uid"`
+	GID int `json:"gid"`
 }
 
 type stateFile struct {
@@ -170,7 +181,7 @@ func (s *Store) Write(path string, body []byte, mode fs.FileMode) (Result, error
 		return Result{}, err
 	}
 	want := WithHeader(body)
-	old, oldMode, existed, err := readExisting(p.abs)
+	old, oldMode, owner, existed, err := readExisting(p.abs)
 	if err != nil {
 		return Result{}, err
 	}
@@ -192,9 +203,9 @@ func (s *Store) Write(path string, body []byte, mode fs.FileMode) (Result, error
 	if st.find(p.guest) < 0 {
 		e := Entry{Path: p.guest, Existed: existed, Mode: mode, Since: s.now().UTC()}
 		if existed {
-			e.Mode = oldMode
+			e.Mode, e.Owner = oldMode, owner
 			e.Backup = filepath.Join(s.stateRel, "backup", url.QueryEscape(p.rel))
-			if err := atomicWrite(filepath.Join(s.root, e.Backup), old, 0o600); err != nil {
+			if err := atomicWrite(filepath.Join(s.root, e.Backup), old, 0o600, nil); err != nil {
 				return Result{}, fmt.Errorf("back up %s before changing it: %w", p.guest, err)
 			}
 		}
@@ -207,7 +218,8 @@ func (s *Store) Write(path string, body []byte, mode fs.FileMode) (Result, error
 	if err := os.MkdirAll(filepath.Dir(p.abs), 0o755); err != nil {
 		return Result{}, fmt.Errorf("create directory for %s: %w", p.guest, err)
 	}
-	if err := atomicWrite(p.abs, want, mode); err != nil {
+	// A replaced file keeps its owner and group, as it keeps its mode.
+	if err := atomicWrite(p.abs, want, mode, owner); err != nil {
 		return Result{}, fmt.Errorf("write %s: %w", p.guest, err)
 	}
 	res.Changed = true
@@ -337,7 +349,7 @@ func (s *Store) Remove(path string) (Result, error) {
 
 // restoreEntry makes the file match e's pre-kvmnet state and deletes e's backup.
 func (s *Store) restoreEntry(p guestPath, e Entry) (Result, error) {
-	old, _, existed, err := readExisting(p.abs)
+	old, _, _, existed, err := readExisting(p.abs)
 	if err != nil {
 		return Result{}, err
 	}
@@ -350,20 +362,17 @@ func (s *Store) restoreEntry(p guestPath, e Entry) (Result, error) {
 		}
 		res.New = content
 		if !existed || !bytes.Equal(old, content) {
-			if err := atomicWrite(p.abs, content, e.Mode); err != nil {
+			if err := atomicWrite(p.abs, content, e.Mode, e.Owner); err != nil {
 				return Result{}, fmt.Errorf("restore %s: %w", p.guest, err)
 			}
 			res.Changed = true
 		}
-		if err := os.Remove(backup); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := RemoveSynced(backup); err != nil {
 			return Result{}, fmt.Errorf("remove backup of %s: %w", p.guest, err)
 		}
 	} else if existed {
-		if err := os.Remove(p.abs); err != nil {
+		if err := RemoveSynced(p.abs); err != nil {
 			return Result{}, fmt.Errorf("remove %s: %w", p.guest, err)
-		}
-		if err := syncDir(filepath.Dir(p.abs)); err != nil {
-			return Result{}, err
 		}
 		res.Changed = true
 	}
@@ -402,34 +411,38 @@ func (s *Store) saveState(st *stateFile) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicWrite(s.statePath(), append(b, '\n'), 0o600); err != nil {
+	if err := atomicWrite(s.statePath(), append(b, '\n'), 0o600, nil); err != nil {
 		return fmt.Errorf("save kvmnet state: %w", err)
 	}
 	return nil
 }
 
-// readExisting returns the content and mode of a regular file, or existed=false.
-func readExisting(abs string) (content []byte, mode fs.FileMode, existed bool, err error) {
+// readExisting returns the content, mode and owner of a regular file, or existed=false.
+func readExisting(abs string) (content []byte, mode fs.FileMode, owner *Owner, existed bool, err error) {
 	fi, err := os.Lstat(abs)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, false, nil
+		return nil, 0, nil, false, nil
 	}
 	if err != nil {
-		return nil, 0, false, err
+		return nil, 0, nil, false, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, 0, false, fmt.Errorf("%s: %w: not a regular file", abs, ErrNotAllowed)
+		return nil, 0, nil, false, fmt.Errorf("%s: %w: not a regular file", abs, ErrNotAllowed)
 	}
 	b, err := os.ReadFile(abs)
 	if err != nil {
-		return nil, 0, false, err
+		return nil, 0, nil, false, err
 	}
-	return b, fi.Mode().Perm(), true, nil
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		owner = &Owner{UID: int(st.Uid), GID: int(st.Gid)}
+	}
+	return b, fi.Mode().Perm(), owner, true, nil
 }
 
-// atomicWrite writes content to a temporary file in abs's directory, fsyncs it, renames it over
-// abs and fsyncs the directory, so readers see either the old or the new file, never a mix.
-func atomicWrite(abs string, content []byte, mode fs.FileMode) error {
+// atomicWrite writes content to a temporary file in abs's directory, gives it mode and owner (nil:
+// the agent's), fsyncs it, renames it over abs and fsyncs the directory, so readers see either the
+// old or the new file, never a mix, and never one with the wrong owner.
+func atomicWrite(abs string, content []byte, mode fs.FileMode, owner *Owner) error {
 	dir := filepath.Dir(abs)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -449,6 +462,13 @@ func atomicWrite(abs string, content []byte, mode fs.FileMode) error {
 		f.Close()
 		return err
 	}
+	if owner != nil {
+		if err := f.Chown(owner.UID, owner.GID); err != nil {
+			f.Close()
+			return fmt.Errorf("keep owner %d:%d: %w", owner.UID, owner.GID, err)
+		}
+	}
+	// After Chown: changing the owner clears set-id bits.
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err
@@ -465,6 +485,25 @@ func atomicWrite(abs string, content []byte, mode fs.FileMode) error {
 	}
 	ok = true
 	return syncDir(dir)
+}
+
+// WriteAtomic writes content to abs (any path, not only the Store's) the way the Store writes its
+// files: temporary file, fsync, rename, fsync of the directory. Other owners of durable state (the
+// rollback record) use it so there is one implementation of that sequence.
+func WriteAtomic(abs string, content []byte, mode fs.FileMode) error {
+	return atomicWrite(abs, content, mode, nil)
+}
+
+// RemoveSynced removes abs and fsyncs its directory, so the removal survives a crash; an absent
+// file is not an error.
+func RemoveSynced(abs string) error {
+	if err := os.Remove(abs); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(abs))
 }
 
 func syncDir(dir string) error {

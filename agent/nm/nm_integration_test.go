@@ -226,6 +226,26 @@ func TestCheckpointRollsBackByItself(t *testing.T) {
 		}
 		waitStatic("after CheckpointRollback")
 	})
+	t.Run("adjust re-arms the timer", func(t *testing.T) {
+		cp, err := c.CheckpointCreate(ctx, nil, 2*time.Second, CheckpointFlags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.CheckpointAdjust(ctx, cp, 6*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		armed := time.Now()
+		deleteStatic()
+		time.Sleep(3 * time.Second) // past the original 2 s timeout
+		if cps, _ := c.Checkpoints(ctx); len(cps) != 1 {
+			t.Fatalf("checkpoint rolled back at its original timeout although re-armed: %v", cps)
+		}
+		if st, _ := c.State(ctx); func() bool { _, ok := st.ProfileByID("office-static"); return ok }() {
+			t.Fatal("profile back before the re-armed timeout")
+		}
+		waitStatic("after the re-armed timeout")
+		t.Logf("measured: restored %s after the re-arm to 6s", time.Since(armed).Round(10*time.Millisecond))
+	})
 	t.Run("destroy keeps the change", func(t *testing.T) {
 		cp, err := c.CheckpointCreate(ctx, nil, 2*time.Second, CheckpointFlags)
 		if err != nil {

@@ -253,6 +253,7 @@ func (f *memNM) CheckpointDestroy(_ context.Context, cp dbus.ObjectPath) error {
 	return nil
 }
 
+func (f *memNM) CheckpointAdjust(context.Context, dbus.ObjectPath, time.Duration) error { return nil }
 func (f *memNM) CheckpointRollback(_ context.Context, cp dbus.ObjectPath) (map[string]uint32, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

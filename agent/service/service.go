@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -114,6 +115,9 @@ type Options struct {
 	Runner stack.Runner
 	// Addrs reads NIC addresses for the stacks' lease wait (default: the standard library).
 	Addrs apply.AddrReader
+	// Records keeps a pending checkpoint's rollback record; default apply.FileRecords in the state
+	// directory under Config.Root.
+	Records apply.RecordStore
 	// Now returns the time stamped on states and events. Default time.Now.
 	Now func() time.Time
 }
@@ -228,13 +232,28 @@ func New(opts Options) (*Service, error) {
 	if s.o.Addrs == nil {
 		s.o.Addrs = apply.NetAddrs{}
 	}
+	if s.o.Records == nil {
+		sd := opts.Config.StateDir
+		if sd == "" {
+			sd = files.DefaultStateDir
+		}
+		s.o.Records = apply.FileRecords{Path: filepath.Join(root, sd, apply.RecordFile)}
+	}
 	s.applier = apply.New(apply.Options{
 		Config: opts.Config, NM: s.o.NM, Files: s.o.Files, Sysctl: s.o.Sysctl, NICs: nicLister{s.o.Links},
 		Stacks: s.o.Stacks, Runner: s.o.Runner, Addrs: s.o.Addrs,
-		Logger: opts.Logger, OnEvent: func(summary string) {
+		Records: s.o.Records, Logger: opts.Logger, OnEvent: func(summary string) {
 			s.hub.publish(&kvmnetv1.Event{Time: timestamppb.New(s.o.Now()), Kind: kvmnetv1.EventKind_EVENT_KIND_CHECKPOINT, Summary: summary})
 		},
 	})
+	// A checkpoint the previous agent process left pending (it was killed, or the guest rebooted) is
+	// undone or taken over before anything is served. A failure here is logged, not fatal: the agent
+	// that cannot restore must still report the guest.
+	if restored, err := s.applier.Resume(context.Background()); err != nil {
+		s.log.Error("checkpoint left by the previous agent process", "error", err)
+	} else if len(restored) > 0 {
+		s.log.Warn("checkpoint left by the previous agent process rolled back", "restored", strings.Join(restored, "; "))
+	}
 	return s, nil
 }
 
@@ -352,12 +371,10 @@ func (s *Service) RunChecks(ctx context.Context, req *kvmnetv1.RunChecksRequest)
 	return resp, nil
 }
 
-// Apply hands the plan to agent/apply. The host going away (the call's cancellation) does not stop
-// an Apply half-way: it runs to its end and leaves its checkpoint pending (see the package doc); the
-// call's deadline still bounds it.
+// Apply hands the plan to agent/apply. Queued behind another call it gives up with its caller; once
+// it runs, the host going away (the call's cancellation) does not stop it half-way: it runs to its
+// end and leaves its checkpoint pending (see agent/apply); the call's deadline still bounds it.
 func (s *Service) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmnetv1.ApplyResponse, error) {
-	ctx, cancel := detach(ctx)
-	defer cancel()
 	resp, err := s.applier.Apply(ctx, req)
 	if err != nil {
 		return nil, grpcError(err)
@@ -386,15 +403,6 @@ func (s *Service) Rollback(ctx context.Context, req *kvmnetv1.RollbackRequest) (
 	return &kvmnetv1.RollbackResponse{Restored: restored}, nil
 }
 
-// detach returns a context that keeps ctx's values and deadline but not its cancellation.
-func detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	d := context.WithoutCancel(ctx)
-	if dl, ok := ctx.Deadline(); ok {
-		return context.WithDeadline(d, dl)
-	}
-	return context.WithCancel(d)
-}
-
 // grpcError maps agent/apply's error classes to status codes.
 func grpcError(err error) error {
 	code := codes.Internal
@@ -409,7 +417,7 @@ func grpcError(err error) error {
 		code = codes.Aborted
 	case errors.Is(err, apply.ErrNoCheckpoint):
 		code = codes.NotFound
-	case errors.Is(err, apply.ErrNMGone):
+	case errors.Is(err, apply.ErrNMGone), errors.Is(err, apply.ErrClosing):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = codes.DeadlineExceeded

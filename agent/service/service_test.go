@@ -71,7 +71,8 @@ func (f *fakeNM) WaitIPv4(context.Context, dbus.ObjectPath, dbus.ObjectPath, tim
 func (f *fakeNM) CheckpointCreate(context.Context, []dbus.ObjectPath, time.Duration, gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error) {
 	return "", errors.New("fake")
 }
-func (f *fakeNM) CheckpointDestroy(context.Context, dbus.ObjectPath) error { return errors.New("fake") }
+func (f *fakeNM) CheckpointDestroy(context.Context, dbus.ObjectPath) error               { return errors.New("fake") }
+func (f *fakeNM) CheckpointAdjust(context.Context, dbus.ObjectPath, time.Duration) error { return nil }
 func (f *fakeNM) CheckpointRollback(context.Context, dbus.ObjectPath) (map[string]uint32, error) {
 	return nil, errors.New("fake")
 }

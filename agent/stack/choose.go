@@ -242,3 +242,13 @@ func (s *Selector) Choose(ctx context.Context, nics []NIC, mac string) (Choice, 
 	}
 	return s.c.Choose(det)
 }
+
+// Backend returns the backend named name, nil when there is none.
+func (s *Selector) Backend(name string) Backend {
+	for _, b := range s.c.backends {
+		if b.Name() == name {
+			return b
+		}
+	}
+	return nil
+}

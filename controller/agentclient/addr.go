@@ -4,25 +4,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
-// Addr is a parsed agent address.
-type Addr struct {
-	// Scheme is "unix", "vsock" or "serial".
-	Scheme string
-	// Path is the unix socket (unix, serial).
-	Path string
-	// CID and Port are the vsock context id of the guest and the agent's port.
-	CID, Port uint32
-}
-
-// String formats the address the way ParseAddr reads it.
-func (a Addr) String() string {
-	if a.Scheme == "vsock" {
-		return fmt.Sprintf("vsock:%d:%d", a.CID, a.Port)
-	}
-	return a.Scheme + ":" + a.Path
-}
+// Addr is an agent address; ParseAddr reads its text form.
+type Addr = snapshot.AgentAddr
 
 // ParseAddr parses unix:/path, vsock:CID:PORT or serial:/path.
 func ParseAddr(s string) (Addr, error) {
@@ -58,4 +45,22 @@ func ParseAddr(s string) (Addr, error) {
 		return Addr{Scheme: "vsock", CID: uint32(cid), Port: uint32(port)}, nil
 	}
 	return bad("unknown scheme " + strconv.Quote(scheme))
+}
+
+// checkAddr rejects what ParseAddr would: DialAddr gets addresses built in code, and an
+// unchecked zero value must not reach the vsock dialer.
+func checkAddr(a Addr) error {
+	switch a.Scheme {
+	case "unix", "serial":
+		if strings.HasPrefix(a.Path, "/") {
+			return nil
+		}
+		return fmt.Errorf("agent address %s: the socket path must be absolute", a)
+	case "vsock":
+		if a.CID < 3 || a.CID == 0xffffffff || a.Port == 0 {
+			return fmt.Errorf("agent address %s: CID must be a guest's (3..4294967294) and PORT 1..4294967295", a)
+		}
+		return nil
+	}
+	return fmt.Errorf("agent address %q: unknown scheme %q", a.String(), a.Scheme)
 }

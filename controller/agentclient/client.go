@@ -85,6 +85,14 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return DialAddr(ctx, a, opts...)
+}
+
+// DialAddr is Dial for an address already parsed (an endpoint the collector found in libvirt).
+func DialAddr(ctx context.Context, a Addr, opts ...Option) (*Client, error) {
+	if err := checkAddr(a); err != nil {
+		return nil, err
+	}
 	o := options{dialTimeout: DefaultDialTimeout, callTimeout: DefaultCallTimeout, vsockDial: dialVsock}
 	for _, f := range opts {
 		f(&o)

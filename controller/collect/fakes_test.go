@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -94,9 +93,9 @@ func startAgent(tb testing.TB, dir, name string, a *fakeAgent) string {
 // unixDialer reaches the fake agents with the real agent client: the domain XML names the channel
 // ("serial:/path"), the fake agent speaks plain gRPC on that socket, so the scheme becomes unix.
 func unixDialer() DialFunc {
-	return func(ctx context.Context, addr string) (Agent, error) {
-		addr = "unix:" + strings.TrimPrefix(addr, "serial:")
-		c, err := agentclient.Dial(ctx, addr)
+	return func(ctx context.Context, addr snapshot.AgentAddr) (Agent, error) {
+		addr.Scheme = "unix" // the fake agents speak plain gRPC, without the virtio-serial resync
+		c, err := agentclient.DialAddr(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -149,4 +148,8 @@ func fleet(tb testing.TB, n int, hung ...int) *fakeLibvirt {
 		lv.doms = append(lv.doms, runningDomain(name, startAgent(tb, dir, name, a)))
 	}
 	return lv
+}
+
+func serialAddr(path string) snapshot.AgentAddr {
+	return snapshot.AgentAddr{Scheme: "serial", Path: path}
 }

@@ -400,6 +400,11 @@ func cases() []tcase {
 			s.Networks[1].Leases = nil
 		}, codes: []Code{CodeGuestNoIPv4}, healthy: ptr(false),
 			finding: &want{code: CodeGuestNoIPv4, sev: SeverityError, subject: "guest vm1/" + mac2, evidence: []string{"ifname=enp2s0", "network=isolated"}}},
+		{name: "no kvmnet agent, qemu-guest-agent answers: its interfaces are judged", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			*s = qgaGuest([]snapshot.QGAInterface{{Name: "enp1s0", MAC: mac1}}, "")
+		}, codes: []Code{CodeKvmnetAgentMissing, CodeGuestNoIPv4}, healthy: ptr(false),
+			finding: &want{code: CodeKvmnetAgentMissing, sev: SeverityWarning, subject: "guest vm1", evidence: []string{"agent=qga", "os=Debian GNU/Linux 12 (bookworm)"},
+				fix: "kvmnetctl guests install-agent vm1"}},
 		{name: "multi-NIC: host cause on one network only", base: multiNIC, mutate: func(s *snapshot.Snapshot) { s.Networks[1].Active = false },
 			codes: []Code{CodeNetworkInactive}, healthy: ptr(false),
 			finding: &want{code: CodeNetworkInactive, sev: SeverityError, subject: "network isolated"}},
@@ -408,7 +413,7 @@ func cases() []tcase {
 
 func TestDiagnose(t *testing.T) {
 	seen := map[Code]bool{}
-	for _, tc := range cases() {
+	for _, tc := range append(cases(), bridgedCases()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.base()
 			if tc.mutate != nil {
@@ -424,6 +429,7 @@ func TestDiagnose(t *testing.T) {
 			}
 			for _, f := range all {
 				seen[f.Code] = true
+				checkAgainstCatalogue(t, f)
 				if f.Summary == "" || f.Fix == "" || f.Subject == "" || len(f.Evidence) == 0 || strings.Contains(f.Summary, "\n") {
 					t.Errorf("finding %s lacks summary/fix/subject/evidence or is multi-line: %+v", f.Code, f)
 				}
@@ -469,22 +475,12 @@ func TestDiagnose(t *testing.T) {
 			}
 		})
 	}
-	// Every code the issue names (and every code added since) has a case that raises it.
-	for _, c := range allCodes {
-		if !seen[c] {
-			t.Errorf("no test case raises %s", c)
+	// Every code of the catalogue has a case that raises it.
+	for _, c := range Catalogue() {
+		if !seen[c.Code] {
+			t.Errorf("no test case raises %s", c.Code)
 		}
 	}
-}
-
-var allCodes = []Code{
-	CodeNetworkMissing, CodeNetworkInactive, CodeNetworkAutostartOff, CodeNetworkDHCPMissing, CodeBridgeDown, CodeIPForwardOff,
-	CodeNATMasqueradeMissing, CodeLibvirtRulesMissing, CodeUFWRoutedBlocked, CodeForwardPolicyDrop, CodeFirewallEgressBlocked,
-	CodeHostDHCPDNSBlocked, CodeFirewalldZoneMissing, CodeFirewallUnreadable, CodeDnsmasqDown,
-	CodeGuestNICLinkDown, CodeGuestNICDetached, CodeGuestNICNotSeen, CodeGuestNoIPv4, CodeGuestNoLease, CodeGuestIPLeaseMismatch,
-	CodeGuestStaticWrongSubnet, CodeGuestProfileWrongInterface, CodeGuestNoDefaultRoute, CodeGuestGatewayUnreachable,
-	CodeGuestIPv6Unroutable, CodeGuestAptIPv6Risk, CodeGuestDNSFailure, CodeGuestEgressBlocked, CodeGuestAgentUnreachable,
-	CodeGuestAgentMissingChannel, CodeQemuGuestAgentMissing, CodeSessionUsermodeNetwork, CodeChannelSocketExposed,
 }
 
 // TestCorrelationRows proves the rows match guest interfaces by MAC, not by order, and carry the
@@ -582,19 +578,5 @@ func TestBridgeState(t *testing.T) {
 		if got := bridgeState(tc.b); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
-	}
-}
-
-func TestCleanForTerminal(t *testing.T) {
-	s := healthyNAT()
-	gst(&s).NetworkManager.Profiles = append(gst(&s).NetworkManager.Profiles,
-		&kvmnetv1.Profile{Id: "evil\x1b[2J\nline", Type: "802-3-ethernet", InterfaceName: "eth9"})
-	s.Guests[0].Checks[3] = result("egress-v4", tcp, v4, "x:80", false, "boom\x1b]0;pwned\x07")
-	var b strings.Builder
-	if err := WriteStatus(&b, Diagnose(s), false); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "\x1b") || !strings.Contains(b.String(), `evil\x1b[2J\nline`) || !strings.Contains(b.String(), `boom\x1b]0;pwned\x07`) {
-		t.Errorf("guest text not escaped:\n%q", b.String())
 	}
 }

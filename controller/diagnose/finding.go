@@ -3,6 +3,8 @@ package diagnose
 import (
 	"fmt"
 	"strings"
+
+	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
 // Code is a finding's stable identifier. Codes never change meaning; new ones are only added.
@@ -40,6 +42,15 @@ const (
 	CodeFirewallUnreadable Code = "firewall_unreadable"
 	// CodeDnsmasqDown: libvirt's dnsmasq for a network is not running or not answering DNS.
 	CodeDnsmasqDown Code = "dnsmasq_down"
+	// CodeBridgeNetfilterDrop: br_netfilter hands bridged guest frames to the IP forward hook
+	// (bridge-nf-call-iptables=1) and a rule or policy there drops them.
+	CodeBridgeNetfilterDrop Code = "bridge_netfilter_drop"
+	// CodeHostBridgeDown: a host bridge guests are plugged into (type='bridge') is missing or down.
+	CodeHostBridgeDown Code = "host_bridge_down"
+	// CodeHostBridgeNoUplink: a host bridge with guests has no uplink port, or its uplink is down.
+	CodeHostBridgeNoUplink Code = "host_bridge_no_uplink"
+	// CodeBridgePortBlocked: a bridged guest's tap is not in STP state forwarding.
+	CodeBridgePortBlocked Code = "bridge_port_blocked"
 )
 
 // Guest codes.
@@ -76,6 +87,9 @@ const (
 	CodeGuestAgentUnreachable Code = "guest_agent_unreachable"
 	// CodeGuestAgentMissingChannel: the domain has neither an org.kvmnet.agent.0 channel nor vsock.
 	CodeGuestAgentMissingChannel Code = "guest_agent_missing_channel"
+	// CodeKvmnetAgentMissing: the kvmnet agent does not answer but qemu-guest-agent does, so kvmnetctl
+	// can install the agent from the host (`kvmnetctl guests install-agent VM`).
+	CodeKvmnetAgentMissing Code = "kvmnet_agent_missing"
 	// CodeQemuGuestAgentMissing: qemu-guest-agent (or its channel) is missing or not running.
 	CodeQemuGuestAgentMissing Code = "qemu_guest_agent_missing"
 	// CodeSessionUsermodeNetwork: a NIC uses user-mode networking (qemu:///session).
@@ -112,8 +126,8 @@ type Finding struct {
 	Domain string `json:"domain,omitempty"`
 	// Network is the libvirt network concerned, if any.
 	Network string `json:"network,omitempty"`
-	// MAC is the guest NIC concerned, lower case, if any.
-	MAC string `json:"mac,omitempty"`
+	// MAC is the guest NIC concerned, if any.
+	MAC snapshot.MAC `json:"mac,omitempty"`
 }
 
 // Get returns the value of the first evidence entry with the given key, and whether there is one.
@@ -133,11 +147,11 @@ const subjectHost = "host"
 func SubjectNetwork(name string) string { return "network " + name }
 
 // SubjectGuest returns the subject string for a guest, or one of its NICs when mac is not empty.
-func SubjectGuest(domain, mac string) string {
+func SubjectGuest(domain string, mac snapshot.MAC) string {
 	if mac == "" {
 		return "guest " + domain
 	}
-	return "guest " + domain + "/" + mac
+	return "guest " + domain + "/" + string(mac)
 }
 
 // ev builds a key=value evidence string.

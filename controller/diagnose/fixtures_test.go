@@ -68,7 +68,7 @@ func domain(name string, nics ...snapshot.DomainNIC) snapshot.Domain {
 	}
 }
 
-func netNIC(mac, network, br, vnet string) snapshot.DomainNIC {
+func netNIC(mac snapshot.MAC, network, br, vnet string) snapshot.DomainNIC {
 	return snapshot.DomainNIC{MAC: mac, Type: "network", Network: network, Bridge: br, Target: vnet, Model: "virtio"}
 }
 

@@ -1,7 +1,7 @@
 package diagnose
 
 import (
-	"bytes"
+	"encoding/json"
 	"testing"
 
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
@@ -9,7 +9,7 @@ import (
 )
 
 // FuzzGuestState feeds arbitrary guest-reported state and check results (a guest is untrusted: its
-// agent may be old, broken or hostile) into Diagnose and the renderers: they must never panic, and
+// agent may be old, broken or hostile) into Diagnose: it must never panic, and
 // every finding must stay complete and one line.
 func FuzzGuestState(f *testing.F) {
 	for _, base := range []func() *kvmnetv1.GuestState{
@@ -43,20 +43,9 @@ func FuzzGuestState(f *testing.F) {
 				t.Fatalf("incomplete finding: %+v", fd)
 			}
 		}
-		var b bytes.Buffer
-		if err := WriteStatus(&b, r, false); err != nil {
-			t.Fatal(err)
-		}
-		// Nothing the guest sent reaches the terminal as a control character.
-		for _, c := range b.Bytes() {
-			if (c < 0x20 && c != '\n') || c == 0x7f {
-				t.Fatalf("control byte %#x in the table:\n%q", c, b.String())
-			}
-		}
-		if bytes.Contains(b.Bytes(), []byte("\u009b")) || bytes.Contains(b.Bytes(), []byte("\xc2\x9b")) {
-			t.Fatalf("C1 CSI in the table:\n%q", b.String())
-		}
-		if err := WriteJSON(&b, r); err != nil {
+		// Escaping for the terminal is controller/output's (FuzzStatusTable there); here the report
+		// must at least encode.
+		if _, err := json.Marshal(r); err != nil {
 			t.Fatal(err)
 		}
 	})

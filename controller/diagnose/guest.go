@@ -33,6 +33,8 @@ type guestCtx struct {
 	out   []Finding
 	rep   GuestReport
 	check checkSet
+	// viaQGA: st was built from qemu-guest-agent's view (interfaces only), not the kvmnet agent's.
+	viaQGA bool
 }
 
 func (gc *guestCtx) add(f Finding) {
@@ -51,13 +53,15 @@ func (gc *guestCtx) addNIC(n *nicCtx, f Finding) {
 }
 
 func (gc *guestCtx) fixGuest(n *nicCtx) string {
-	if n == nil {
-		return "kvmnetctl guests fix " + gc.dom.Name
+	fix := "kvmnetctl guests fix " + gc.dom.Name
+	if n != nil {
+		fix = fmt.Sprintf("kvmnetctl guests fix %s --nic %s", gc.dom.Name, n.nic.MAC)
 	}
-	return fmt.Sprintf("kvmnetctl guests fix %s --nic %s", gc.dom.Name, n.nic.MAC)
+	if gc.viaQGA {
+		return InstallAgentCommand(gc.dom.Name) + ", then " + fix
+	}
+	return fix
 }
-
-func normMAC(m string) string { return strings.ToLower(strings.TrimSpace(m)) }
 
 // guest diagnoses one domain.
 func (d *diag) guest(dom snapshot.Domain) GuestReport {
@@ -68,6 +72,7 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 	if gc.g.Reachable {
 		gc.st = gc.g.State
 	}
+	gc.fromQGA()
 	gc.rep = GuestReport{Name: dom.Name, State: dom.State, Agent: gc.agentReport(), NICs: []NICReport{}}
 	if gc.st != nil {
 		gc.rep.Hostname = gc.st.GetHostname()
@@ -83,7 +88,7 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 		for _, n := range gc.nics {
 			gc.nicRules(n)
 		}
-		if gc.st != nil {
+		if gc.st != nil && !gc.viaQGA {
 			gc.profiles()
 			gc.defaultRoute()
 			gc.resolver()
@@ -99,8 +104,8 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 	}
 	for _, n := range gc.nics {
 		gc.rep.NICs = append(gc.rep.NICs, *n.row)
-		if n.netName != "" {
-			for _, c := range d.affects[n.netName] {
+		if key := d.causeKey(n); key != "" {
+			for _, c := range d.affects[key] {
 				if !slices.Contains(gc.rep.HostCauses, c) {
 					gc.rep.HostCauses = append(gc.rep.HostCauses, c)
 				}
@@ -127,7 +132,8 @@ func (gc *guestCtx) transport() snapshot.AgentTransport {
 }
 
 func (gc *guestCtx) agentReport() AgentReport {
-	a := AgentReport{Transport: string(gc.transport()), Reachable: gc.g.Reachable, Address: gc.g.Address, Error: gc.g.Error}
+	a := AgentReport{Transport: string(gc.transport()), Reachable: gc.g.Reachable, Address: gc.g.Address, Error: gc.g.Error,
+		QGA: qgaReport(gc.g.QGA)}
 	if gc.st != nil {
 		a.Version = gc.st.GetAgentVersion()
 		if cfg := gc.st.GetConfig(); cfg != nil {
@@ -145,8 +151,7 @@ func (gc *guestCtx) agentReport() AgentReport {
 func (gc *guestCtx) correlate() {
 	d := gc.d
 	for _, nic := range gc.dom.NICs {
-		nic.MAC = normMAC(nic.MAC)
-		n := &nicCtx{nic: nic, bridge: nic.Bridge, netName: d.nicNetworkName(nic)}
+		n := &nicCtx{nic: nic, bridge: nic.Bridge, netName: d.s.Networks.NameOf(nic)}
 		if n.netName != "" {
 			n.net = d.nets[n.netName]
 		}
@@ -159,26 +164,19 @@ func (gc *guestCtx) correlate() {
 		if n.net != nil && n.net.LeasesSupported {
 			for i := range n.net.Leases {
 				l := &n.net.Leases[i]
-				if l.Family == 4 && normMAC(l.MAC) == nic.MAC && (n.lease == nil || l.Expiry.After(n.lease.Expiry)) {
+				if l.Family == 4 && l.MAC == nic.MAC && (n.lease == nil || l.Expiry.After(n.lease.Expiry)) {
 					n.lease = l
 				}
 			}
 		}
 		if n.br != nil {
 			for _, nb := range n.br.Neighbors {
-				if normMAC(nb.MAC) == nic.MAC && isV4(nb.IP) && nb.State != "failed" && nb.State != "incomplete" {
+				if nb.MAC == nic.MAC && isV4(nb.IP) && nb.State != "failed" && nb.State != "incomplete" {
 					n.neigh = append(n.neigh, nb.IP)
 				}
 			}
 		}
-		if gc.st != nil {
-			for _, it := range gc.st.GetInterfaces() {
-				if normMAC(it.GetMac()) == nic.MAC {
-					n.iface = it
-					break
-				}
-			}
-		}
+		n.iface = snapshot.GuestInterface(gc.st, nic.MAC)
 		n.row = gc.row(n)
 		gc.nics = append(gc.nics, n)
 	}
@@ -218,7 +216,7 @@ func (gc *guestCtx) row(n *nicCtx) *NICReport {
 	}
 	if gc.st != nil {
 		r.AptIPv4 = aptState(gc.st.GetPackageManager())
-		if n.iface != nil && (n.iface.GetDefaultRouteV4() || gc.defaultIface() == n.iface.GetName()) {
+		if n.iface != nil && (n.iface.GetDefaultRouteV4() || snapshot.DefaultIfaceV4(gc.st) == n.iface.GetName()) {
 			r.Checks = gc.check.summary()
 		}
 	}
@@ -281,21 +279,6 @@ func aptState(pm *kvmnetv1.PackageManagerState) string {
 	return "unknown"
 }
 
-// defaultIface is the guest interface of the IPv4 default route ("" when none).
-func (gc *guestCtx) defaultIface() string {
-	for _, it := range gc.st.GetInterfaces() {
-		if it.GetDefaultRouteV4() {
-			return it.GetName()
-		}
-	}
-	for _, r := range gc.st.GetRoutes() {
-		if r.GetFamily() == 4 && r.GetDestination() == "default" {
-			return r.GetInterface()
-		}
-	}
-	return ""
-}
-
 // Domain-level rules.
 
 func (gc *guestCtx) channelExposed() {
@@ -354,6 +337,9 @@ func whoGetsIn(a snapshot.SocketAccess) string {
 }
 
 func (gc *guestCtx) agentPresence() {
+	if gc.kvmnetAgentMissing() {
+		return
+	}
 	switch {
 	case gc.transport() == snapshot.TransportNone:
 		sev := SeverityWarning
@@ -365,7 +351,7 @@ func (gc *guestCtx) agentPresence() {
 			Summary: fmt.Sprintf("%s has no %s channel and no vsock device: only what the host sees is reported (lease, neighbour entry, link state), nothing from inside the guest",
 				gc.dom.Name, snapshot.ChannelKvmnet),
 			Fix:      "kvmnetctl guests enable-channel " + gc.dom.Name + ", then install kvmnet-agent in the guest",
-			Evidence: []string{ev("transport", "none"), ev("vsock_cid", gc.dom.VsockCID), ev("state", gc.dom.State)},
+			Evidence: append([]string{ev("transport", "none"), ev("vsock_cid", gc.dom.VsockCID), ev("state", gc.dom.State)}, gc.neitherAgent()...),
 		})
 	case gc.dom.Running() && !gc.g.Reachable:
 		chState := ""
@@ -381,7 +367,7 @@ func (gc *guestCtx) agentPresence() {
 			Summary: fmt.Sprintf("the kvmnet agent of %s does not answer on %s: %s; only host-side facts are reported",
 				gc.dom.Name, orNone(gc.g.Address), why),
 			Fix:      "install and start kvmnet-agent in the guest (dpkg -i kvmnet-agent_*.deb or rpm -i kvmnet-agent-*.rpm; systemctl enable --now kvmnet-agent)",
-			Evidence: []string{ev("transport", string(gc.transport())), ev("address", gc.g.Address), ev("error", gc.g.Error), ev("channel_state", chState)},
+			Evidence: append([]string{ev("transport", string(gc.transport())), ev("address", gc.g.Address), ev("error", gc.g.Error), ev("channel_state", chState)}, gc.neitherAgent()...),
 		})
 	}
 }
@@ -440,7 +426,7 @@ func (gc *guestCtx) nicRules(n *nicCtx) {
 		gc.addNIC(n, Finding{
 			Code: CodeGuestNICLinkDown, Severity: SeverityError,
 			Summary:  fmt.Sprintf("NIC %s (%s) has its link set down on the host: the guest sees no carrier", n.nic.MAC, orNone(n.nic.Target)),
-			Fix:      fmt.Sprintf("virsh domif-setlink %s %s up", gc.dom.Name, firstNonEmpty(n.nic.Target, n.nic.MAC)),
+			Fix:      fmt.Sprintf("virsh domif-setlink %s %s up", gc.dom.Name, firstNonEmpty(n.nic.Target, string(n.nic.MAC))),
 			Evidence: []string{ev("link_state", "down"), ev("side", "host"), ev("vnet", n.nic.Target)},
 		})
 		return
@@ -533,7 +519,7 @@ func (gc *guestCtx) agentFirst(n *nicCtx, what string) string {
 func (gc *guestCtx) profilesFor(it *kvmnetv1.Interface) []*kvmnetv1.Profile {
 	var out []*kvmnetv1.Profile
 	for _, p := range gc.st.GetNetworkManager().GetProfiles() {
-		if p.GetInterfaceName() == it.GetName() || (p.GetMac() != "" && normMAC(p.GetMac()) == normMAC(it.GetMac())) ||
+		if p.GetInterfaceName() == it.GetName() || (p.GetMac() != "" && snapshot.ParseMAC(p.GetMac()) == snapshot.ParseMAC(it.GetMac())) ||
 			p.GetActiveDevice() == it.GetName() {
 			out = append(out, p)
 		}
@@ -563,7 +549,7 @@ func (gc *guestCtx) guestNIC(n *nicCtx) {
 	if n.iface == nil {
 		var seen []string
 		for _, it := range gc.st.GetInterfaces() {
-			seen = append(seen, it.GetName()+"="+normMAC(it.GetMac()))
+			seen = append(seen, it.GetName()+"="+string(snapshot.ParseMAC(it.GetMac())))
 		}
 		gc.addNIC(n, Finding{
 			Code: CodeGuestNICNotSeen, Severity: SeverityError,
@@ -715,7 +701,7 @@ func (gc *guestCtx) profiles() {
 		nameMissing := p.GetInterfaceName() != "" && !slices.Contains(names, p.GetInterfaceName())
 		macMissing := p.GetMac() != ""
 		for _, it := range ifaces {
-			if normMAC(it.GetMac()) == normMAC(p.GetMac()) {
+			if snapshot.ParseMAC(it.GetMac()) == snapshot.ParseMAC(p.GetMac()) {
 				macMissing = false
 			}
 		}
@@ -748,7 +734,7 @@ func (gc *guestCtx) profiles() {
 
 // defaultRoute flags a guest with IPv4 but no IPv4 default route when its network has a way out.
 func (gc *guestCtx) defaultRoute() {
-	if gc.defaultIface() != "" {
+	if snapshot.DefaultIfaceV4(gc.st) != "" {
 		return
 	}
 	for _, n := range gc.nics {
@@ -760,7 +746,7 @@ func (gc *guestCtx) defaultRoute() {
 		}
 		gw := ""
 		if n.net != nil {
-			gw = bridgeIP(n.net)
+			gw = n.net.BridgeIPv4()
 		}
 		gc.addNIC(n, Finding{
 			Code: CodeGuestNoDefaultRoute, Severity: SeverityError,
@@ -776,7 +762,7 @@ func (gc *guestCtx) defaultRoute() {
 // resolver flags a guest without nameservers.
 func (gc *guestCtx) resolver() {
 	dns := gc.st.GetDns()
-	if dns == nil || len(dns.GetServers()) > 0 || gc.defaultIface() == "" {
+	if dns == nil || len(dns.GetServers()) > 0 || snapshot.DefaultIfaceV4(gc.st) == "" {
 		return
 	}
 	n := gc.defaultNIC()
@@ -795,7 +781,7 @@ func (gc *guestCtx) resolver() {
 
 // defaultNIC is the NIC that carries the IPv4 default route.
 func (gc *guestCtx) defaultNIC() *nicCtx {
-	name := gc.defaultIface()
+	name := snapshot.DefaultIfaceV4(gc.st)
 	for _, n := range gc.nics {
 		if n.iface != nil && n.iface.GetName() == name {
 			return n

@@ -45,29 +45,13 @@ func newDiag(s snapshot.Snapshot) *diag {
 	}
 	for _, dom := range s.Domains {
 		for _, nic := range dom.NICs {
-			name := d.nicNetworkName(nic)
+			name := s.Networks.NameOf(nic)
 			if name != "" && !slices.Contains(d.users[name], dom.Name) {
 				d.users[name] = append(d.users[name], dom.Name)
 			}
 		}
 	}
 	return d
-}
-
-// nicNetworkName is the libvirt network a NIC is on: its <source network>, or the network whose
-// bridge a type=bridge NIC is plugged into.
-func (d *diag) nicNetworkName(nic snapshot.DomainNIC) string {
-	switch nic.Type {
-	case "network":
-		return nic.Network
-	case "bridge":
-		for _, n := range d.s.Networks {
-			if n.Bridge != "" && n.Bridge == nic.Bridge && n.Active {
-				return n.Name
-			}
-		}
-	}
-	return ""
 }
 
 // runningUsers are the running domains with a NIC on the network.
@@ -115,16 +99,6 @@ func expectsEgress(n *snapshot.Network) bool {
 	return n == nil || n.Forward != snapshot.ForwardIsolated
 }
 
-// bridgeIP returns the host's IPv4 address on the network.
-func bridgeIP(n *snapshot.Network) string {
-	for _, ip := range n.IPs {
-		if ip.Family == 4 {
-			return ip.Address
-		}
-	}
-	return ""
-}
-
 func hasIPv6(n *snapshot.Network) bool {
 	for _, ip := range n.IPs {
 		if ip.Family == 6 {
@@ -168,6 +142,7 @@ func (d *diag) hostAndNetworks() {
 		d.network(&d.s.Networks[i])
 	}
 	d.ipForward()
+	d.hostBridges()
 	d.firewall()
 }
 
@@ -192,7 +167,8 @@ func (d *diag) missingNetworks() {
 			Evidence: []string{ev("network", name), ev("used_by", d.users[name]), ev("defined_networks", len(d.s.Networks))},
 		})
 	}
-	if len(d.s.Networks) == 0 && len(missing) == 0 && !d.s.Session {
+	// A host whose guests are all on host bridges has chosen not to use libvirt networks.
+	if len(d.s.Networks) == 0 && len(missing) == 0 && !d.s.Session && len(d.bridgeUses()) == 0 {
 		d.addHost(Finding{
 			Code: CodeNetworkMissing, Severity: SeverityWarning, Subject: SubjectNetwork("default"), Network: "default",
 			Summary:  "no libvirt network is defined (not even \"default\"): new guests get no NAT network",
@@ -242,7 +218,7 @@ func (d *diag) network(n *snapshot.Network) {
 			Summary: fmt.Sprintf("network %q (%s, %s) hands out no addresses: no <dhcp> range or host, guests need static addresses",
 				n.Name, n.Forward, n.Subnet()),
 			Fix: fmt.Sprintf("virsh net-edit %s: inside <ip address='%s'> add <dhcp><range start='%s' end='%s'/></dhcp>, then %s",
-				n.Name, bridgeIP(n), start, end, restartNet(n.Name)),
+				n.Name, n.BridgeIPv4(), start, end, restartNet(n.Name)),
 			Evidence: append(base, ev("subnet", n.Subnet()), ev("dhcp_ranges", 0), ev("dhcp_hosts", 0)),
 		})
 	}
@@ -293,7 +269,7 @@ func (d *diag) dnsmasq(n *snapshot.Network, base []string) {
 	case !st.Running:
 		summary = fmt.Sprintf("libvirt's dnsmasq for network %q is not running: guests get no DHCP lease and no DNS", n.Name)
 	case n.DNSEnabled && !st.AnswersDNS:
-		summary = fmt.Sprintf("libvirt's dnsmasq for network %q (pid %d) does not answer DNS on %s:53", n.Name, st.PID, bridgeIP(n))
+		summary = fmt.Sprintf("libvirt's dnsmasq for network %q (pid %d) does not answer DNS on %s:53", n.Name, st.PID, n.BridgeIPv4())
 	default:
 		return
 	}
@@ -352,7 +328,7 @@ func (d *diag) ipForward() {
 func (d *diag) firewall() {
 	fw := d.s.Firewall
 	concerned := d.activeNets(func(n *snapshot.Network) bool { return servedByLibvirt(n) || n.Forward == snapshot.ForwardBridge })
-	if len(concerned) == 0 {
+	if len(concerned) == 0 && len(d.bridgeUses()) == 0 {
 		return
 	}
 	if !fw.Read {
@@ -370,6 +346,7 @@ func (d *diag) firewall() {
 	for _, n := range concerned {
 		d.flows(n, fw)
 	}
+	d.bridgedFlows(fw)
 }
 
 func (d *diag) libvirtRules(fw snapshot.Firewall) {
@@ -541,8 +518,8 @@ func (d *diag) flows(n *snapshot.Network, fw snapshot.Firewall) {
 	var input, egress *snapshot.Flow
 	for i := range fw.Flows {
 		f := &fw.Flows[i]
-		if f.Network != n.Name || !blocked(f.Verdict) {
-			continue
+		if f.Network != n.Name || !blocked(f.Verdict) || f.Bridged {
+			continue // bridged flows: bridgedFlows
 		}
 		switch f.Kind {
 		case "dhcp", "dns":
@@ -637,8 +614,8 @@ func (d *diag) staticFirewall(n *snapshot.Network, fw snapshot.Firewall, base []
 			Evidence: append(evd, ev("ufw_default_routed", fw.UFW.DefaultRouted), ev("route_allows", fw.UFW.RouteAllows)),
 		})
 	}
-	if fw.ForwardPolicy == "DROP" && !fw.UFW.Enabled && libvirtMayNotAccept(n, fw) {
-		why := "bridged guest frames pass the FORWARD chain when br_netfilter is loaded"
+	if fw.ForwardPolicy == "DROP" && !fw.UFW.Enabled && libvirtMayNotAccept(n, fw) && !d.bridgedUnfiltered(n) {
+		why := "bridged guest frames pass the FORWARD chain when br_netfilter is loaded (" + d.bridgeNFState() + ")"
 		if n.Forward != snapshot.ForwardBridge {
 			why = "libvirt's own rules do not override another table's DROP"
 		}

@@ -1,10 +1,6 @@
 package diagnose
 
-import (
-	"slices"
-
-	"github.com/kvmnet/kvmnet/controller/snapshot"
-)
+import "github.com/kvmnet/kvmnet/controller/snapshot"
 
 // Report is the diagnosis of one snapshot. Marshalled to JSON it is the contract of
 // `kvmnetctl guests status -o json` and `kvmnetctl host check -o json` (README, "JSON contract"):
@@ -147,12 +143,14 @@ type AgentReport struct {
 	AllowApply *bool `json:"allow_apply,omitempty"`
 	// LatencyMS is how long GetState took.
 	LatencyMS float64 `json:"latency_ms,omitempty"`
+	// QGA is qemu-guest-agent's view when the kvmnet agent did not answer (nil: not asked).
+	QGA *QGAReport `json:"qga,omitempty"`
 }
 
 // NICReport is one correlation row: a domain NIC with the host's and the guest's view of it.
 type NICReport struct {
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC snapshot.MAC `json:"mac"`
 	// Network is the libvirt network ("" for a plain host bridge or user-mode NIC).
 	Network string `json:"network"`
 	// Bridge is the host bridge.
@@ -206,6 +204,22 @@ type CheckReport struct {
 	Address string `json:"address,omitempty"`
 	// LatencyMS taken.
 	LatencyMS float64 `json:"latency_ms"`
+}
+
+// AgentColumn is the guest's agent as `guests status` shows it: "TRANSPORT/ok",
+// "TRANSPORT/unreachable", AgentQGA when only qemu-guest-agent answered, or "none".
+func (g GuestReport) AgentColumn() string {
+	agent := "none"
+	if g.Agent.Transport != "none" && g.Agent.Transport != "" {
+		agent = g.Agent.Transport + "/ok"
+		if !g.Agent.Reachable {
+			agent = g.Agent.Transport + "/unreachable"
+		}
+	}
+	if !g.Agent.Reachable && g.Agent.QGA != nil && g.Agent.QGA.Answered {
+		agent = AgentQGA
+	}
+	return agent
 }
 
 // All returns every finding of the report: host findings first, then each guest's.
@@ -264,17 +278,13 @@ func (r Report) OnlyGuests(names ...string) (Report, []string) {
 	return out, missing
 }
 
-// hostLevelGuestCodes are guest findings that `kvmnetctl host check` shows too: they are about the
-// host's configuration, not the guest's.
-var hostLevelGuestCodes = []Code{CodeChannelSocketExposed}
-
-// HostFindings returns the host findings plus the guest findings that concern the host's own
-// configuration (channel_socket_exposed): what `kvmnetctl host check` shows and grades.
+// HostFindings returns the host findings plus the guest findings whose catalogue scope is the host
+// (channel_socket_exposed): what `kvmnetctl host check` shows and grades.
 func (r Report) HostFindings() []Finding {
 	out := append([]Finding(nil), r.Host.Findings...)
 	for _, g := range r.Guests {
 		for _, f := range g.Findings {
-			if slices.Contains(hostLevelGuestCodes, f.Code) {
+			if info, ok := Lookup(f.Code); ok && info.Scope == ScopeHost {
 				out = append(out, f)
 			}
 		}

@@ -5,5 +5,6 @@
 //
 // It reaches the world only through the small interfaces declared here; kvmnetctl wires the real
 // adapters (controller/collect, controller/agentclient, controller/libvirt, controller/hostnet,
-// controller/firewall, controller/channel). It must not import cobra or print outside its Out writer.
+// controller/firewall, controller/channel). It must not import cobra and never prints: what it has to
+// say goes out as Events, which controller/output renders.
 package fix

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -97,7 +98,7 @@ func guestDeps(agent *fakeAgent, leases func() []snapshot.Lease, out *bytes.Buff
 			}
 			return leases(), nil
 		},
-		Out:          out,
+		Events:       record(out),
 		PollInterval: 10 * time.Millisecond,
 	}
 }
@@ -160,6 +161,12 @@ func TestGuestFix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// record writes each event as one %+v line: the tests look for the facts, the CLI's wording is
+// checked by controller/output's tests.
+func record(out *bytes.Buffer) func(Event) {
+	return func(e Event) { fmt.Fprintf(out, "%T %+v\n", e, e) }
 }
 
 func errString(err error) string {
@@ -227,9 +234,9 @@ func TestHostFix(t *testing.T) {
 		{name: "dry run prints the command, runs nothing", host: &fakeHost{findings: []diagnose.Finding{inactive}}, dryRun: true,
 			wantOut: "virsh net-start default"},
 		{name: "finding still there after the step", host: &fakeHost{findings: []diagnose.Finding{inactive}, noEffect: true},
-			wantDone: []fixplan.HostStepKind{fixplan.StepStartNetwork}, wantErr: "1 finding(s) remain", wantOut: "still reported"},
+			wantDone: []fixplan.HostStepKind{fixplan.StepStartNetwork}, wantErr: "1 finding(s) remain", wantOut: "StillReported"},
 		{name: "step fails", host: &fakeHost{findings: []diagnose.Finding{inactive}, fail: fixplan.StepStartNetwork},
-			wantErr: "1 step(s) failed", wantOut: "failed: libvirt said no"},
+			wantErr: "1 step(s) failed", wantOut: "Err:libvirt said no"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -239,7 +246,7 @@ func TestHostFix(t *testing.T) {
 				Snapshot: func(context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
 					return snap, slices.Clone(tc.host.findings), nil
 				},
-				Actions: tc.host, Out: &out,
+				Actions: tc.host, Events: record(&out),
 			}
 			_, err := Host(context.Background(), d, nil, tc.dryRun)
 			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {

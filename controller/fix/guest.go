@@ -40,10 +40,9 @@ type GuestDeps struct {
 	Neighbors func(ctx context.Context, bridge string) ([]snapshot.Neighbor, error)
 	// Confirm asks the user; nil means --yes.
 	Confirm func(question string) (bool, error)
-	// Out receives the plan, the diff and the outcome.
-	Out io.Writer
-	// Progress shows waiting steps; nil means plain lines on Out.
-	Progress *Progress
+	// Events receives the plan, the agent's changes, waiting steps and the outcome, for the CLI
+	// to print; nil discards them.
+	Events func(Event)
 	// PollInterval between verification attempts (0 = 2 s).
 	PollInterval time.Duration
 }
@@ -74,24 +73,22 @@ var ErrVerificationFailed = errors.New("fix did not verify and was rolled back")
 // verify from the host side, then Confirm — or Rollback with the reasons.
 func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun bool) (GuestResult, error) {
 	var res GuestResult
-	if d.Progress == nil {
-		d.Progress = NewProgress(d.Out, false)
-	}
-	d.Progress.Step("reading host state and the agent of %s", opts.Domain)
+	ev := emitter(d.Events)
+	ev.emit(Waiting{What: "reading host state and the agent of " + opts.Domain})
 	snap, findings, err := d.Snapshot(ctx)
 	if err != nil {
-		d.Progress.Done("")
+		ev.emit(Waited{})
 		return res, err
 	}
 	plan, err := fixplan.Guest(snap, findings, opts)
-	d.Progress.Done("")
+	ev.emit(Waited{})
 	if err != nil {
 		return res, err
 	}
 	res.Plan = plan
-	printGuestPlan(d.Out, plan)
+	ev.emit(GuestPlanned{Plan: plan})
 	if plan.Empty() {
-		fmt.Fprintf(d.Out, "nothing to change in %s\n", plan.Domain)
+		ev.emit(Note{Text: "nothing to change in " + plan.Domain})
 		return res, nil
 	}
 	g, _ := snap.FindGuest(plan.Domain)
@@ -107,13 +104,13 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 	if err != nil {
 		return res, fmt.Errorf("dry run in %s: %w", plan.Domain, err)
 	}
-	printChanges(d.Out, "changes in "+plan.Domain, res.Preview.GetChanges())
+	ev.emit(ChangesPreviewed{Domain: plan.Domain, Changes: res.Preview.GetChanges()})
 	if res.Preview.GetNoop() {
-		fmt.Fprintf(d.Out, "the agent reports nothing to change in %s\n", plan.Domain)
+		ev.emit(Note{Text: "the agent reports nothing to change in " + plan.Domain})
 		return res, nil
 	}
 	if dryRun {
-		fmt.Fprintln(d.Out, "dry run: nothing was changed")
+		ev.emit(Note{Text: "dry run: nothing was changed"})
 		return res, nil
 	}
 	if d.Confirm != nil {
@@ -124,12 +121,12 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 		}
 		if !ok {
 			res.Declined = true
-			fmt.Fprintln(d.Out, "declined: nothing was changed")
+			ev.emit(Note{Text: "declined: nothing was changed"})
 			return res, nil
 		}
 	}
 
-	d.Progress.Step("applying %d change(s) in %s", len(res.Preview.GetChanges()), plan.Domain)
+	ev.emit(Waiting{What: fmt.Sprintf("applying %d change(s) in %s", len(res.Preview.GetChanges()), plan.Domain)})
 	// The agent waits for an address inside Apply: never let a caller without a deadline fall back
 	// to the client's short default and cut that wait off.
 	actx, cancel := ctx, context.CancelFunc(func() {})
@@ -139,19 +136,20 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 	res.Applied, err = agent.Apply(actx, proto(plan.Request))
 	cancel()
 	if err != nil {
-		d.Progress.Done("")
+		ev.emit(Waited{})
 		if status.Code(err) == codes.Aborted {
 			// The agent's Apply failed part-way and the agent has already rolled its checkpoint back.
 			res.RolledBack = true
-			fmt.Fprintf(d.Out, "apply failed in %s and the agent rolled it back\n", plan.Domain)
+			ev.emit(Note{Text: "apply failed in " + plan.Domain + " and the agent rolled it back"})
 			return res, fmt.Errorf("apply in %s: %w", plan.Domain, err)
 		}
 		return res, fmt.Errorf("apply in %s: %w (the guest's checkpoint rolls back by itself)", plan.Domain, err)
 	}
 	cp := res.Applied.GetCheckpointId()
-	d.Progress.Done("applied under checkpoint %s (rollback at %s)", cp, res.Applied.GetRollbackDeadline().AsTime().Local().Format(time.TimeOnly))
+	ev.emit(Waited{Outcome: fmt.Sprintf("applied under checkpoint %s (rollback at %s)", cp,
+		res.Applied.GetRollbackDeadline().AsTime().Local().Format(time.TimeOnly))})
 	if cp == "" {
-		fmt.Fprintln(d.Out, "nothing changed")
+		ev.emit(Note{Text: "nothing changed"})
 		return res, nil
 	}
 
@@ -163,7 +161,7 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 			return res, fmt.Errorf("confirm checkpoint %s in %s: %w (the guest rolls back by itself at the deadline)", cp, plan.Domain, err)
 		}
 		res.Confirmed = true
-		fmt.Fprintf(d.Out, "verified and confirmed: %s is fixed\n", plan.Domain)
+		ev.emit(Note{Text: "verified and confirmed: " + plan.Domain + " is fixed"})
 		return res, nil
 	}
 	res.Failures = failures
@@ -173,7 +171,7 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 			ErrVerificationFailed, strings.Join(failures, "; "), err)
 	}
 	res.RolledBack = true
-	fmt.Fprintf(d.Out, "verification failed, %s rolled back (restored: %s)\n", plan.Domain, strings.Join(rb.GetRestored(), ", "))
+	ev.emit(Note{Text: fmt.Sprintf("verification failed, %s rolled back (restored: %s)", plan.Domain, strings.Join(rb.GetRestored(), ", "))})
 	return res, fmt.Errorf("%w: %s", ErrVerificationFailed, strings.Join(failures, "; "))
 }
 
@@ -190,23 +188,26 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	dom, _ := snap.FindDomain(plan.Domain)
+	ev := emitter(d.Events)
 	var failures, last []string
 	for {
 		failures = nil
 		for _, mac := range plan.Verify.LeaseMACs {
-			d.Progress.Step("waiting for a DHCP lease for %s", mac)
-			if err := hasLease(ctx, d, dom, mac); err != nil {
+			ev.emit(Waiting{What: "waiting for a DHCP lease for " + mac.String()})
+			nic, _ := dom.NIC(mac)
+			if err := hasLease(ctx, d, snap.Networks.NameOf(nic), mac); err != nil {
 				failures = append(failures, err.Error())
 			}
 		}
 		for _, mac := range plan.Verify.NeighborMACs {
-			d.Progress.Step("waiting for %s in the bridge's neighbour table", mac)
-			if err := hasNeighbor(ctx, d, dom, mac); err != nil {
+			ev.emit(Waiting{What: "waiting for " + mac.String() + " in the bridge's neighbour table"})
+			nic, _ := dom.NIC(mac)
+			if err := hasNeighbor(ctx, d, nic.Bridge, mac); err != nil {
 				failures = append(failures, err.Error())
 			}
 		}
 		if len(failures) == 0 && len(plan.Verify.Checks) > 0 {
-			d.Progress.Step("running %d check(s) in %s", len(plan.Verify.Checks), plan.Domain)
+			ev.emit(Waiting{What: fmt.Sprintf("running %d check(s) in %s", len(plan.Verify.Checks), plan.Domain)})
 			r, err := agent.RunChecks(ctx, &kvmnetv1.RunChecksRequest{Checks: plan.Verify.Checks})
 			if err != nil {
 				failures = append(failures, "run checks: "+err.Error())
@@ -219,7 +220,7 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 			}
 		}
 		if len(failures) == 0 {
-			d.Progress.Done("verified: lease and checks pass")
+			ev.emit(Waited{Outcome: "verified: lease and checks pass"})
 			return nil
 		}
 		if ctx.Err() != nil && len(last) > 0 {
@@ -229,7 +230,7 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 		}
 		select {
 		case <-ctx.Done():
-			d.Progress.Done("verification gave up after %s", budget)
+			ev.emit(Waited{Outcome: fmt.Sprintf("verification gave up after %s", budget)})
 			return slices.Clone(failures)
 		case <-time.After(interval):
 		}
@@ -237,41 +238,29 @@ func verify(ctx context.Context, d GuestDeps, snap snapshot.Snapshot, plan fixpl
 	}
 }
 
-func hasLease(ctx context.Context, d GuestDeps, dom snapshot.Domain, mac string) error {
-	network := ""
-	for _, n := range dom.NICs {
-		if n.MAC == mac {
-			network = n.Network
-		}
-	}
+func hasLease(ctx context.Context, d GuestDeps, network string, mac snapshot.MAC) error {
 	leases, err := d.Leases(ctx, network)
 	if err != nil {
 		return fmt.Errorf("read leases of network %q: %w", network, err)
 	}
 	for _, l := range leases {
-		if strings.EqualFold(l.MAC, mac) && l.Family != 6 {
+		if l.MAC == mac && l.Family != 6 {
 			return nil
 		}
 	}
 	return fmt.Errorf("no DHCP lease for %s on network %s", mac, network)
 }
 
-func hasNeighbor(ctx context.Context, d GuestDeps, dom snapshot.Domain, mac string) error {
+func hasNeighbor(ctx context.Context, d GuestDeps, bridge string, mac snapshot.MAC) error {
 	if d.Neighbors == nil {
 		return nil
-	}
-	bridge := ""
-	for _, n := range dom.NICs {
-		if n.MAC == mac {
-			bridge = n.Bridge
-		}
 	}
 	ns, err := d.Neighbors(ctx, bridge)
 	if err != nil {
 		return fmt.Errorf("read neighbours of bridge %s: %w", bridge, err)
 	}
 	for _, n := range ns {
-		if strings.EqualFold(n.MAC, mac) && n.State != "failed" && n.State != "incomplete" {
+		if n.MAC == mac && n.State != "failed" && n.State != "incomplete" {
 			return nil
 		}
 	}
@@ -281,34 +270,6 @@ func hasNeighbor(ctx context.Context, d GuestDeps, dom snapshot.Domain, mac stri
 // proto returns a copy of the request (the plan stays unchanged for the JSON result).
 func proto(r *kvmnetv1.ApplyRequest) *kvmnetv1.ApplyRequest {
 	return &kvmnetv1.ApplyRequest{Actions: r.GetActions(), RollbackTimeoutSeconds: r.GetRollbackTimeoutSeconds()}
-}
-
-func printGuestPlan(w io.Writer, p fixplan.GuestPlan) {
-	fmt.Fprintf(w, "plan for %s:\n", p.Domain)
-	for _, s := range p.Steps {
-		fmt.Fprintf(w, "  - [%s] %s\n", s.Code, s.Summary)
-	}
-	for _, f := range p.HostSide {
-		fmt.Fprintf(w, "  ! host-side cause, not fixed in the guest: [%s] %s -> run `kvmnetctl host fix`\n", f.Code, f.Summary)
-	}
-	for _, s := range p.Skipped {
-		fmt.Fprintf(w, "  ~ left alone: [%s] %s\n", s.Finding.Code, s.Reason)
-	}
-}
-
-func printChanges(w io.Writer, title string, cs []*kvmnetv1.Change) {
-	if len(cs) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "%s:\n", title)
-	for _, c := range cs {
-		fmt.Fprintf(w, "  * %s %s: %s\n", c.GetKind(), c.GetTarget(), c.GetSummary())
-		for _, l := range strings.Split(strings.TrimRight(c.GetDiff(), "\n"), "\n") {
-			if l != "" {
-				fmt.Fprintf(w, "      %s\n", l)
-			}
-		}
-	}
 }
 
 // checkTarget names a check's target for messages ("default gateway" for a ping without one).

@@ -26,10 +26,12 @@ import (
 	"github.com/kvmnet/kvmnet/agent/service"
 	"github.com/kvmnet/kvmnet/agent/transport"
 	"github.com/kvmnet/kvmnet/controller/agentclient"
+	checkset "github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fix"
 	"github.com/kvmnet/kvmnet/controller/fixplan"
+	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
@@ -265,23 +267,24 @@ func (l *guestLab) leases() ([]snapshot.Lease, error) {
 	}
 	var out []snapshot.Lease
 	for _, x := range ls {
-		out = append(out, snapshot.Lease{MAC: x.MAC, IP: x.IP, Prefix: 24, Family: 4, Hostname: x.Hostname})
+		out = append(out, snapshot.Lease{MAC: snapshot.ParseMAC(x.MAC), IP: x.IP, Prefix: 24, Family: 4, Hostname: x.Hostname})
 	}
 	return out, nil
 }
 
 // dial reaches the agent with the real client. The domain's channel names the socket; the agent
 // behind it speaks plain gRPC on a unix socket (no virtio-serial resync), so the scheme is unix.
-func dial(ctx context.Context, addr string) (*agentclient.Client, error) {
-	return agentclient.Dial(ctx, "unix:"+strings.TrimPrefix(strings.TrimPrefix(addr, "serial:"), "unix:"), agentclient.WithDialTimeout(10*time.Second))
+func dial(ctx context.Context, addr snapshot.AgentAddr) (*agentclient.Client, error) {
+	addr.Scheme = "unix"
+	return agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(10*time.Second))
 }
 
 func (l *guestLab) deps(out *bytes.Buffer) fix.GuestDeps {
 	return fix.GuestDeps{
 		Snapshot: func(ctx context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
-			c, err := collect.New(collect.Sources{Libvirt: labLibvirt{l}, Agents: collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
+			c, err := collect.New(collect.Sources{Libvirt: labLibvirt{l}, Agents: collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
 				return dial(ctx, addr)
-			})}, collect.Options{Timeout: 30 * time.Second, Checks: true, Targets: collect.CheckTargets{DNSName: fxCheckName}, Domains: []string{fxDomain}})
+			})}, collect.Options{Timeout: 30 * time.Second, Checks: true, Targets: checkset.Targets{DNSName: fxCheckName}, Domains: []string{fxDomain}})
 			if err != nil {
 				return snapshot.Snapshot{}, nil, err
 			}
@@ -292,14 +295,14 @@ func (l *guestLab) deps(out *bytes.Buffer) fix.GuestDeps {
 			r, _ := diagnose.Diagnose(s).OnlyGuests(fxDomain)
 			return s, r.All(), nil
 		},
-		DialAgent: func(ctx context.Context, g snapshot.Guest) (fix.Agent, error) { return dial(ctx, g.Address) },
+		DialAgent: func(ctx context.Context, g snapshot.Guest) (fix.Agent, error) { return dial(ctx, g.Addr) },
 		Leases: func(_ context.Context, network string) ([]snapshot.Lease, error) {
 			if network != fxNetwork {
 				return nil, fmt.Errorf("no network %q", network)
 			}
 			return l.leases()
 		},
-		Out:          out,
+		Events:       output.NewFixPrinter(out, false).Event,
 		PollInterval: 500 * time.Millisecond,
 	}
 }
@@ -512,7 +515,7 @@ func TestGuestFixVerificationFailsRollsBack(t *testing.T) {
 	if !errors.Is(err, fix.ErrVerificationFailed) {
 		t.Fatalf("err = %v, want ErrVerificationFailed\n%s", err, out.String())
 	}
-	for _, want := range []string{"check gateway-v4", "check dns-v4", "check dns-tcp-" + fxNetwork} {
+	for _, want := range []string{"check gateway-v4", "check dns-v4", "check " + checkset.Dnsmasq} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
@@ -602,7 +605,7 @@ func TestGuestFixReportOnlyAgent(t *testing.T) {
 		t.Fatalf("the agent was asked to apply: %+v", res)
 	}
 	// The agent itself refuses too (the server gate), should a controller skip the plan check.
-	c, err := dial(context.Background(), l.sock)
+	c, err := dial(context.Background(), snapshot.AgentAddr{Scheme: "unix", Path: l.sock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,7 @@ package fix
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
-	"strings"
 
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fixplan"
@@ -26,10 +24,11 @@ type HostDeps struct {
 	Actions HostActions
 	// Confirm asks the user before each step; nil means --yes.
 	Confirm func(question string) (bool, error)
-	// Out receives the plan, commands and outcome.
-	Out io.Writer
-	// Progress shows waiting steps; nil means plain lines on Out.
-	Progress *Progress
+	// Events receives each step with its commands, waiting steps and the outcome, for the CLI to
+	// print; nil discards them.
+	Events func(Event)
+	// Plan chooses between repairs of the same finding (e.g. --bridge-nf-off).
+	Plan fixplan.HostOptions
 }
 
 // HostStepResult is what happened to one step.
@@ -62,37 +61,32 @@ type HostResult struct {
 // run, then collect again and check that the findings the steps answer are gone.
 func Host(ctx context.Context, d HostDeps, only []diagnose.Code, dryRun bool) (HostResult, error) {
 	res := HostResult{DryRun: dryRun}
-	if d.Progress == nil {
-		d.Progress = NewProgress(d.Out, false)
-	}
-	d.Progress.Step("reading host state")
+	ev := emitter(d.Events)
+	ev.emit(Waiting{What: "reading host state"})
 	snap, findings, err := d.Snapshot(ctx)
-	d.Progress.Done("")
+	ev.emit(Waited{})
 	if err != nil {
 		return res, err
 	}
-	plan, err := fixplan.Host(snap, findings, only)
+	plan, err := fixplan.HostWith(snap, findings, only, d.Plan)
 	if err != nil {
 		return res, err
 	}
 	res.Plan = plan
 	if len(plan.Steps) == 0 {
-		fmt.Fprintln(d.Out, "no host change needed")
+		ev.emit(Note{Text: "no host change needed"})
 	}
 	failed := 0
 	for i, st := range plan.Steps {
 		cmds, err := d.Actions.Commands(ctx, st)
 		r := HostStepResult{Step: st, Commands: cmds}
-		fmt.Fprintf(d.Out, "step %d/%d [%s]: %s\n", i+1, len(plan.Steps), joinCodes(st.Codes), st.Summary)
-		for _, c := range cmds {
-			fmt.Fprintf(d.Out, "    %s\n", c)
+		planned := HostStepPlanned{N: i + 1, Of: len(plan.Steps), Step: st, Commands: cmds}
+		if err != nil {
+			planned.Err = err.Error()
 		}
-		if st.Warning != "" {
-			fmt.Fprintf(d.Out, "    warning: %s\n", st.Warning)
-		}
+		ev.emit(planned)
 		if err != nil {
 			r.Error = err.Error()
-			fmt.Fprintf(d.Out, "    cannot do this step: %v\n", err)
 			failed++
 			res.Steps = append(res.Steps, r)
 			continue
@@ -110,46 +104,46 @@ func Host(ctx context.Context, d HostDeps, only []diagnose.Code, dryRun bool) (H
 			if !ok {
 				r.Skipped = true
 				res.Steps = append(res.Steps, r)
-				fmt.Fprintln(d.Out, "    skipped")
+				ev.emit(HostStepSkipped{})
 				continue
 			}
 		}
-		d.Progress.Step("%s", st.Summary)
+		ev.emit(Waiting{What: st.Summary})
 		if err := d.Actions.Do(ctx, st); err != nil {
-			d.Progress.Done("    failed: %v", err)
+			ev.emit(HostStepDone{Err: err.Error()})
 			r.Error = err.Error()
 			failed++
 		} else {
-			d.Progress.Done("    done")
+			ev.emit(HostStepDone{})
 			r.Done = true
 		}
 		res.Steps = append(res.Steps, r)
 	}
 	for _, f := range plan.Manual {
-		fmt.Fprintf(d.Out, "manual: [%s] %s\n    %s\n", f.Code, f.Summary, f.Fix)
+		ev.emit(ManualFinding{Finding: f})
 	}
 	if len(plan.GuestSide) > 0 {
-		fmt.Fprintf(d.Out, "guest-side findings (%d): run `kvmnetctl guests fix VM` for the guests concerned\n", len(plan.GuestSide))
+		ev.emit(GuestSideFindings{Count: len(plan.GuestSide)})
 	}
 	if dryRun {
-		fmt.Fprintln(d.Out, "dry run: nothing was changed")
+		ev.emit(Note{Text: "dry run: nothing was changed"})
 		return res, nil
 	}
 
 	ran := slices.ContainsFunc(res.Steps, func(r HostStepResult) bool { return r.Done })
 	if ran {
-		d.Progress.Step("checking again")
+		ev.emit(Waiting{What: "checking again"})
 		_, after, err := d.Snapshot(ctx)
-		d.Progress.Done("")
+		ev.emit(Waited{})
 		if err != nil {
 			return res, fmt.Errorf("re-check after the fix: %w", err)
 		}
 		res.Remaining = remaining(res.Steps, after)
 		for _, f := range res.Remaining {
-			fmt.Fprintf(d.Out, "still reported after the fix: [%s] %s: %s\n", f.Code, f.Subject, f.Summary)
+			ev.emit(StillReported{Finding: f})
 		}
 		if len(res.Remaining) == 0 {
-			fmt.Fprintln(d.Out, "re-checked: every finding the steps addressed is gone")
+			ev.emit(Note{Text: "re-checked: every finding the steps addressed is gone"})
 		}
 	}
 	if failed > 0 || len(res.Remaining) > 0 {
@@ -172,12 +166,4 @@ func remaining(steps []HostStepResult, after []diagnose.Finding) []diagnose.Find
 		}
 	}
 	return out
-}
-
-func joinCodes(cs []diagnose.Code) string {
-	s := make([]string, len(cs))
-	for i, c := range cs {
-		s[i] = string(c)
-	}
-	return strings.Join(s, ",")
 }

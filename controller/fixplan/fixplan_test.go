@@ -45,7 +45,7 @@ func world(mut ...func(*snapshot.Snapshot)) snapshot.Snapshot {
 	return s
 }
 
-func f(code diagnose.Code, mac string, ev ...string) diagnose.Finding {
+func f(code diagnose.Code, mac snapshot.MAC, ev ...string) diagnose.Finding {
 	return diagnose.Finding{Code: code, Severity: diagnose.SeverityError, Domain: "vm1", MAC: mac, Evidence: ev, Fix: "do X"}
 }
 
@@ -78,21 +78,21 @@ func TestGuestPlan(t *testing.T) {
 		want       []string
 		hostSide   []diagnose.Code
 		skipped    []diagnose.Code
-		leaseMACs  []string
-		neighMACs  []string
+		leaseMACs  []snapshot.MAC
+		neighMACs  []snapshot.MAC
 		wantErrSub string
 	}{
 		{name: "healthy guest: empty plan", snap: world(), want: nil},
 		{name: "profile bound to missing name, no MAC: every eligible NIC gets a profile",
 			snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestProfileWrongInterface, "", "interface_name=eth0")},
 			want:      []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED", "remove-conflicts " + mac2, "ensure " + mac2 + " UNSPECIFIED"},
-			leaseMACs: []string{mac1}, neighMACs: []string{mac2}},
+			leaseMACs: []snapshot.MAC{mac1}, neighMACs: []snapshot.MAC{mac2}},
 		{name: "no ipv4 on one NIC", snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestNoIPv4, mac1)},
-			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []string{mac1}},
+			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []snapshot.MAC{mac1}},
 		{name: "no lease", snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestNoLease, mac1)},
-			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []string{mac1}},
+			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []snapshot.MAC{mac1}},
 		{name: "lease mismatch", snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestIPLeaseMismatch, mac1)},
-			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []string{mac1}},
+			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []snapshot.MAC{mac1}},
 		{name: "ipv6 unroutable + apt risk: disable ipv6, force ipv4",
 			snap:     world(),
 			findings: []diagnose.Finding{f(diagnose.CodeGuestIPv6Unroutable, ""), f(diagnose.CodeGuestAptIPv6Risk, "")},
@@ -101,19 +101,19 @@ func TestGuestPlan(t *testing.T) {
 			snap:      world(),
 			findings:  []diagnose.Finding{f(diagnose.CodeGuestProfileWrongInterface, mac1), f(diagnose.CodeGuestIPv6Unroutable, "")},
 			want:      []string{"remove-conflicts " + mac1, "ensure " + mac1 + " DISABLED", "ipv6-disable", "pkg-ipv4"},
-			leaseMACs: []string{mac1}},
+			leaseMACs: []snapshot.MAC{mac1}},
 		{name: "static wrong subnet without consent: skipped",
 			snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestStaticWrongSubnet, mac1)},
 			want: nil, skipped: []diagnose.Code{diagnose.CodeGuestStaticWrongSubnet}},
 		{name: "static wrong subnet with consent: DHCP",
 			snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestStaticWrongSubnet, mac1)},
 			opts: GuestOptions{AllowStaticToDHCP: true},
-			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []string{mac1}},
+			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []snapshot.MAC{mac1}},
 		{name: "--nic restricts the plan",
 			snap:     world(),
 			findings: []diagnose.Finding{f(diagnose.CodeGuestNoIPv4, mac1), f(diagnose.CodeGuestNoIPv4, mac2)},
 			opts:     GuestOptions{MAC: strings.ToUpper(mac2)},
-			want:     []string{"remove-conflicts " + mac2, "ensure " + mac2 + " UNSPECIFIED"}, neighMACs: []string{mac2}},
+			want:     []string{"remove-conflicts " + mac2, "ensure " + mac2 + " UNSPECIFIED"}, neighMACs: []snapshot.MAC{mac2}},
 		{name: "host-side causes are not fixed in the guest",
 			snap: world(),
 			findings: []diagnose.Finding{f(diagnose.CodeUFWRoutedBlocked, ""), f(diagnose.CodeNetworkInactive, ""),
@@ -138,6 +138,9 @@ func TestGuestPlan(t *testing.T) {
 			skipped: []diagnose.Code{diagnose.CodeGuestNoIPv4}},
 		// Bad input: each a clear error, no plan.
 		{name: "unknown domain", snap: world(), opts: GuestOptions{Domain: "nope"}, wantErrSub: `domain not found: "nope"`},
+		{name: "no kvmnet agent, qemu-guest-agent answers: install-agent", snap: world(func(s *snapshot.Snapshot) {
+			s.Guests[0] = snapshot.Guest{Domain: "vm1", Transport: snapshot.TransportNone, QGA: &snapshot.QGAView{Answered: true}}
+		}), wantErrSub: "run `kvmnetctl guests install-agent vm1`, then `kvmnetctl guests fix vm1` again"},
 		{name: "domain shut off", snap: world(func(s *snapshot.Snapshot) { s.Domains[0].State = "shut off" }), wantErrSub: "virsh start vm1"},
 		{name: "MAC not in domain", snap: world(), opts: GuestOptions{MAC: "52:54:00:99:99:99"}, wantErrSub: "has no NIC with MAC 52:54:00:99:99:99"},
 		{name: "no agent channel", snap: world(func(s *snapshot.Snapshot) { s.Guests[0].Transport = snapshot.TransportNone }),
@@ -204,8 +207,8 @@ func TestGuestPlanVerificationChecks(t *testing.T) {
 	want := []string{
 		"gateway-v4 CHECK_KIND_PING ",
 		"dns-v4 CHECK_KIND_DNS example.org",
-		"dns-tcp-default CHECK_KIND_TCP 192.168.122.1:53",
-		"url-1 CHECK_KIND_HTTP http://deb.debian.org/debian/",
+		"dnsmasq-tcp CHECK_KIND_TCP 192.168.122.1:53",
+		"http-v4 CHECK_KIND_HTTP http://deb.debian.org/debian/",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("checks:\n got %q\nwant %q", got, want)

@@ -3,11 +3,11 @@ package fixplan
 import (
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
@@ -22,10 +22,6 @@ var ErrNoDomain = errors.New("domain not found")
 // ErrNoNIC is returned (wrapped) when --nic names a MAC the domain does not have.
 var ErrNoNIC = errors.New("no such NIC")
 
-// DefaultDNSCheckName is resolved through the guest's resolver to prove DNS works after a fix: the
-// Debian mirror, because "apt hangs" is what users notice first.
-const DefaultDNSCheckName = "deb.debian.org"
-
 // GuestOptions are the user's choices for `kvmnetctl guests fix`.
 type GuestOptions struct {
 	// Domain to fix.
@@ -38,7 +34,7 @@ type GuestOptions struct {
 	RollbackTimeout time.Duration
 	// CheckURLs are extra HTTP GET targets the guest must reach before the fix is confirmed.
 	CheckURLs []string
-	// CheckDNSName is resolved in the guest to verify DNS ("" = DefaultDNSCheckName).
+	// CheckDNSName is resolved in the guest to verify DNS ("" = checks.DefaultName).
 	CheckDNSName string
 }
 
@@ -47,7 +43,7 @@ type GuestStep struct {
 	// Code of the finding the action answers.
 	Code diagnose.Code `json:"code"`
 	// MAC of the NIC concerned ("" for guest-wide actions).
-	MAC string `json:"mac,omitempty"`
+	MAC snapshot.MAC `json:"mac,omitempty"`
 	// Summary for humans, e.g. "ensure DHCP profile on 52:54:00:aa:bb:cc (ipv6 disabled)".
 	Summary string `json:"summary"`
 }
@@ -63,10 +59,10 @@ type Skipped struct {
 // Verification is what must hold after Apply before the controller confirms.
 type Verification struct {
 	// LeaseMACs must each get a DHCP lease from libvirt's dnsmasq.
-	LeaseMACs []string `json:"lease_macs,omitempty"`
+	LeaseMACs []snapshot.MAC `json:"lease_macs,omitempty"`
 	// NeighborMACs must each appear in the neighbour table of their bridge (bridged networks,
 	// where leases come from outside libvirt).
-	NeighborMACs []string `json:"neighbor_macs,omitempty"`
+	NeighborMACs []snapshot.MAC `json:"neighbor_macs,omitempty"`
 	// Checks the agent must pass (RunChecks).
 	Checks []*kvmnetv1.Check `json:"checks,omitempty"`
 }
@@ -90,26 +86,9 @@ type GuestPlan struct {
 // Empty reports whether the plan asks the agent for nothing.
 func (p GuestPlan) Empty() bool { return len(p.Request.GetActions()) == 0 }
 
-// hostSideCodes have their cause on the host; fixing the guest cannot help.
-var hostSideCodes = []diagnose.Code{
-	diagnose.CodeNetworkMissing, diagnose.CodeNetworkInactive, diagnose.CodeNetworkAutostartOff,
-	diagnose.CodeNetworkDHCPMissing, diagnose.CodeBridgeDown, diagnose.CodeIPForwardOff,
-	diagnose.CodeNATMasqueradeMissing, diagnose.CodeLibvirtRulesMissing, diagnose.CodeUFWRoutedBlocked,
-	diagnose.CodeForwardPolicyDrop, diagnose.CodeFirewallEgressBlocked, diagnose.CodeHostDHCPDNSBlocked,
-	diagnose.CodeFirewalldZoneMissing, diagnose.CodeDnsmasqDown, diagnose.CodeGuestNICLinkDown,
-	diagnose.CodeGuestNICDetached, diagnose.CodeGuestEgressBlocked, diagnose.CodeChannelSocketExposed,
-	diagnose.CodeFirewallUnreadable,
-}
-
-// dhcpCodes are answered by a DHCP profile bound to the NIC's real name.
-var dhcpCodes = []diagnose.Code{
-	diagnose.CodeGuestNoIPv4, diagnose.CodeGuestNoLease, diagnose.CodeGuestIPLeaseMismatch,
-	diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestNoDefaultRoute,
-	diagnose.CodeGuestGatewayUnreachable,
-}
-
-// ipv6Codes are answered by disabling IPv6 and forcing package managers to IPv4.
-var ipv6Codes = []diagnose.Code{diagnose.CodeGuestIPv6Unroutable, diagnose.CodeGuestAptIPv6Risk}
+// ErrNoAgent is wrapped when the guest has no answering kvmnet agent but could get one through
+// qemu-guest-agent (`kvmnetctl guests install-agent`).
+var ErrNoAgent = errors.New("no kvmnet agent")
 
 // Guest builds the fix plan for opts.Domain from a snapshot and its findings. It returns an error
 // (and no plan) when the guest cannot be fixed through its agent at all: unknown domain, domain not
@@ -122,12 +101,15 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	if !dom.Running() {
 		return GuestPlan{}, fmt.Errorf("domain %q is %s; start it (`virsh start %s`) and run the fix again", dom.Name, dom.State, dom.Name)
 	}
-	mac := strings.ToLower(opts.MAC)
-	if mac != "" && !slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.MAC == mac }) {
+	mac := snapshot.ParseMAC(opts.MAC)
+	if _, ok := dom.NIC(mac); mac != "" && !ok {
 		return GuestPlan{}, fmt.Errorf("%w: domain %q has no NIC with MAC %s; its NICs: %s", ErrNoNIC, dom.Name, mac, nicMACs(dom))
 	}
 	g, ok := s.FindGuest(dom.Name)
 	switch {
+	case ok && !g.Reachable && g.QGA != nil && g.QGA.Answered:
+		return GuestPlan{}, fmt.Errorf("%w: %q has no answering kvmnet agent but qemu-guest-agent answers: run `kvmnetctl guests install-agent %s`, then `kvmnetctl guests fix %s` again",
+			ErrNoAgent, dom.Name, dom.Name, dom.Name)
 	case !ok || g.Transport == snapshot.TransportNone:
 		return GuestPlan{}, fmt.Errorf("domain %q has no kvmnet agent channel; add it with `kvmnetctl guests enable-channel %s`, install kvmnet-agent in the guest, then retry", dom.Name, dom.Name)
 	case !g.Reachable:
@@ -146,20 +128,20 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	}
 
 	// Which NICs are eligible: on a libvirt network or host bridge, and selected by --nic.
-	eligible := map[string]snapshot.DomainNIC{}
+	eligible := map[snapshot.MAC]snapshot.DomainNIC{}
 	for _, n := range dom.NICs {
 		if (n.Type == "network" || n.Type == "bridge") && (mac == "" || n.MAC == mac) {
 			eligible[n.MAC] = n
 		}
 	}
 
-	var dhcpMACs []string
+	var dhcpMACs []snapshot.MAC
 	disableIPv6 := false
 	for _, f := range findings {
 		if f.Domain != dom.Name {
 			// Host and network findings that concern this guest's networks are named, not fixed here.
-			if f.Domain == "" && slices.Contains(hostSideCodes, f.Code) && f.Severity == diagnose.SeverityError &&
-				(f.Network == "" || slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return n.Network == f.Network })) {
+			if f.Domain == "" && hostSide(f) && f.Severity == diagnose.SeverityError &&
+				(f.Network == "" || slices.ContainsFunc(dom.NICs, func(n snapshot.DomainNIC) bool { return s.Networks.NameOf(n) == f.Network })) {
 				plan.HostSide = append(plan.HostSide, f)
 			}
 			continue
@@ -167,15 +149,16 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 		if f.MAC != "" && mac != "" && f.MAC != mac {
 			continue
 		}
+		info, _ := diagnose.Lookup(f.Code)
 		switch {
-		case slices.Contains(hostSideCodes, f.Code):
+		case hostSide(f):
 			plan.HostSide = append(plan.HostSide, f)
-		case slices.Contains(ipv6Codes, f.Code):
+		case info.Fixer == diagnose.FixerGuestIPv6:
 			disableIPv6 = true
 		case f.Code == diagnose.CodeGuestStaticWrongSubnet && !opts.AllowStaticToDHCP:
 			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "a static address is the user's choice: rerun with --allow-static-to-dhcp to switch this NIC to DHCP"})
-		case slices.Contains(dhcpCodes, f.Code) || f.Code == diagnose.CodeGuestStaticWrongSubnet:
-			targets := []string{f.MAC}
+		case info.Fixer == diagnose.FixerGuestDHCP:
+			targets := []snapshot.MAC{f.MAC}
 			if f.MAC == "" {
 				targets = sortedKeys(eligible) // a profile bound to a missing name concerns every NIC
 			}
@@ -200,9 +183,9 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	}
 	for _, m := range dhcpMACs {
 		plan.add(diagnoseCodeFor(findings, dom.Name, m), m, fmt.Sprintf("remove profiles that conflict with NIC %s or are bound to missing interfaces", m),
-			&kvmnetv1.Action{Action: &kvmnetv1.Action_RemoveConflictingProfiles{RemoveConflictingProfiles: &kvmnetv1.RemoveConflictingProfiles{Mac: m}}})
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_RemoveConflictingProfiles{RemoveConflictingProfiles: &kvmnetv1.RemoveConflictingProfiles{Mac: string(m)}}})
 		plan.add(diagnoseCodeFor(findings, dom.Name, m), m, fmt.Sprintf("ensure DHCP profile kvm-dhcp-<ifname> on NIC %s (ipv6 %s)", m, ipv6Word(ipv6Method)),
-			&kvmnetv1.Action{Action: &kvmnetv1.Action_EnsureDhcpProfile{EnsureDhcpProfile: &kvmnetv1.EnsureDHCPProfile{Mac: m, Ipv6Method: ipv6Method}}})
+			&kvmnetv1.Action{Action: &kvmnetv1.Action_EnsureDhcpProfile{EnsureDhcpProfile: &kvmnetv1.EnsureDHCPProfile{Mac: string(m), Ipv6Method: ipv6Method}}})
 	}
 	if disableIPv6 {
 		plan.add(diagnose.CodeGuestIPv6Unroutable, "", "disable IPv6 (sysctl.d file + live sysctls): the host network cannot route it",
@@ -215,73 +198,50 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	return plan, nil
 }
 
-func (p *GuestPlan) add(code diagnose.Code, mac, summary string, a *kvmnetv1.Action) {
+// hostSide reports whether a finding's cause is on the host, where fixing the guest cannot help.
+func hostSide(f diagnose.Finding) bool {
+	info, ok := diagnose.Lookup(f.Code)
+	return ok && info.CausedOnHost()
+}
+
+func (p *GuestPlan) add(code diagnose.Code, mac snapshot.MAC, summary string, a *kvmnetv1.Action) {
 	p.Request.Actions = append(p.Request.Actions, a)
 	p.Steps = append(p.Steps, GuestStep{Code: code, MAC: mac, Summary: summary})
 }
 
 // verification lists what must hold before Confirm: a lease (or neighbour entry on bridged networks)
 // for each NIC the plan touches, then gateway, DNS, and egress checks from inside the guest.
-func verification(s snapshot.Snapshot, eligible map[string]snapshot.DomainNIC, macs []string, opts GuestOptions) Verification {
+func verification(s snapshot.Snapshot, eligible map[snapshot.MAC]snapshot.DomainNIC, macs []snapshot.MAC, opts GuestOptions) Verification {
 	var v Verification
-	dnsName := opts.CheckDNSName
-	if dnsName == "" {
-		dnsName = DefaultDNSCheckName
-	}
-	v.Checks = append(v.Checks,
-		&kvmnetv1.Check{Name: "gateway-v4", Kind: kvmnetv1.CheckKind_CHECK_KIND_PING, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 3000},
-		&kvmnetv1.Check{Name: "dns-v4", Kind: kvmnetv1.CheckKind_CHECK_KIND_DNS, Target: dnsName, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 5000},
-	)
+	t := checks.Targets{DNSName: opts.CheckDNSName}.WithDefaults()
+	v4 := kvmnetv1.Family_FAMILY_V4
+	v.Checks = append(v.Checks, checks.Gateway(v4, 3*time.Second), checks.DNS(t.DNSName, v4, 5*time.Second))
 	seenBridgeIP := map[string]bool{}
 	for _, m := range sortedKeys(eligible) {
 		nic := eligible[m]
-		net, libvirtDHCP := networkOf(s, nic)
+		net, _ := s.Networks.Of(nic)
 		if slices.Contains(macs, m) {
-			if libvirtDHCP {
+			if net.LibvirtDHCP() {
 				v.LeaseMACs = append(v.LeaseMACs, m)
 			} else {
 				v.NeighborMACs = append(v.NeighborMACs, m)
 			}
 		}
 		// TCP to the bridge's dnsmasq proves the guest reaches its host over the NIC's network.
-		if ip := bridgeIPv4(net); ip != "" && net.DNSEnabled && !seenBridgeIP[ip] {
+		if ip := net.BridgeIPv4(); ip != "" && net.DNSEnabled && !seenBridgeIP[ip] {
 			seenBridgeIP[ip] = true
-			v.Checks = append(v.Checks, &kvmnetv1.Check{Name: "dns-tcp-" + net.Name, Kind: kvmnetv1.CheckKind_CHECK_KIND_TCP,
-				Target: ip + ":53", Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 3000})
+			v.Checks = append(v.Checks, checks.DnsmasqTCP(ip, 3*time.Second))
 		}
 	}
-	for i, u := range opts.CheckURLs {
-		v.Checks = append(v.Checks, &kvmnetv1.Check{Name: fmt.Sprintf("url-%d", i+1), Kind: kvmnetv1.CheckKind_CHECK_KIND_HTTP,
-			Target: u, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 10000})
+	for _, u := range opts.CheckURLs {
+		v.Checks = append(v.Checks, checks.HTTP(u, 10*time.Second))
 	}
 	return v
 }
 
-// networkOf returns the libvirt network of a NIC and whether libvirt's dnsmasq hands out its leases.
-func networkOf(s snapshot.Snapshot, nic snapshot.DomainNIC) (snapshot.Network, bool) {
-	if nic.Type != "network" {
-		return snapshot.Network{}, false
-	}
-	for _, n := range s.Networks {
-		if n.Name == nic.Network {
-			return n, n.Forward != snapshot.ForwardBridge && n.HasDHCP()
-		}
-	}
-	return snapshot.Network{}, false
-}
-
-func bridgeIPv4(n snapshot.Network) string {
-	for _, ip := range n.IPs {
-		if ip.Family == 4 && net.ParseIP(ip.Address) != nil {
-			return ip.Address
-		}
-	}
-	return ""
-}
-
 // diagnoseCodeFor returns the most telling DHCP-related code reported for a NIC (for the step text).
-func diagnoseCodeFor(findings []diagnose.Finding, domain, mac string) diagnose.Code {
-	for _, want := range append([]diagnose.Code{diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestStaticWrongSubnet}, dhcpCodes...) {
+func diagnoseCodeFor(findings []diagnose.Finding, domain string, mac snapshot.MAC) diagnose.Code {
+	for _, want := range append([]diagnose.Code{diagnose.CodeGuestProfileWrongInterface, diagnose.CodeGuestStaticWrongSubnet}, diagnose.CodesFixedBy(diagnose.FixerGuestDHCP)...) {
 		for _, f := range findings {
 			if f.Domain == domain && f.Code == want && (f.MAC == mac || f.MAC == "") {
 				return want
@@ -301,7 +261,7 @@ func ipv6Word(m kvmnetv1.IPv6Method) string {
 func nicMACs(d snapshot.Domain) string {
 	var m []string
 	for _, n := range d.NICs {
-		m = append(m, n.MAC)
+		m = append(m, string(n.MAC))
 	}
 	if len(m) == 0 {
 		return "none"
@@ -309,8 +269,8 @@ func nicMACs(d snapshot.Domain) string {
 	return strings.Join(m, ", ")
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
+func sortedKeys[V any](m map[snapshot.MAC]V) []snapshot.MAC {
+	out := make([]snapshot.MAC, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}

@@ -36,7 +36,7 @@ const (
 
 var stepOrder = []HostStepKind{
 	StepDefineDefaultNetwork, StepStartNetwork, StepAutostartNetwork, StepEnableIPForward,
-	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepLinkUp, StepMoveChannel,
+	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepBridgedAccept, StepBridgeNFOff, StepLinkUp, StepMoveChannel,
 }
 
 // HostStep is one host change.
@@ -53,6 +53,10 @@ type HostStep struct {
 	Subnet string `json:"subnet,omitempty"`
 	// Uplink is the host's default-route interface (firewall steps).
 	Uplink string `json:"uplink,omitempty"`
+	// Backend is the iptables world a firewall step changes ("iptables-nft", "iptables-legacy").
+	Backend string `json:"backend,omitempty"`
+	// Chain is the chain a firewall step inserts into (DOCKER-USER, FORWARD).
+	Chain string `json:"chain,omitempty"`
 	// Domain concerned (channel and link steps).
 	Domain string `json:"domain,omitempty"`
 	// Target is the domain NIC's tap device or MAC (link steps).
@@ -76,9 +80,15 @@ type HostPlan struct {
 // Host builds the host plan from a snapshot's findings. only restricts it to the given codes (empty
 // = all); an unknown code in only is an error naming the valid ones.
 func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code) (HostPlan, error) {
+	return HostWith(s, findings, only, HostOptions{})
+}
+
+// HostWith is Host with the choices opts makes between repairs of the same finding.
+func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code, opts HostOptions) (HostPlan, error) {
+	fixable := FixableHostCodes()
 	for _, c := range only {
-		if !slices.Contains(fixableHostCodes, c) {
-			return HostPlan{}, fmt.Errorf("--only %s: not a host-fixable code; choose from %v", c, fixableHostCodes)
+		if !slices.Contains(fixable, c) {
+			return HostPlan{}, fmt.Errorf("--only %s: not a host-fixable code; choose from %v", c, fixable)
 		}
 	}
 	var p HostPlan
@@ -98,7 +108,7 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 			p.addStep(f, HostStep{Kind: StepAutostartNetwork, Network: "default", Summary: "autostart network default"})
 		case diagnose.CodeNetworkInactive:
 			p.addStep(f, HostStep{Kind: StepStartNetwork, Network: f.Network, Summary: "start network " + f.Network})
-			if n, ok := findNetwork(s, f.Network); ok && !n.Autostart {
+			if n, ok := s.Networks.Find(f.Network); ok && !n.Autostart {
 				p.addStep(f, HostStep{Kind: StepAutostartNetwork, Network: f.Network, Summary: "autostart network " + f.Network})
 			}
 		case diagnose.CodeNetworkAutostartOff:
@@ -126,18 +136,20 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 				p.addStep(f, HostStep{Kind: StepDockerUserAccept, Network: n.Name, Bridge: n.Bridge, Subnet: n.Subnet(), Uplink: s.Host.Uplink,
 					Summary: fmt.Sprintf("accept %s (%s -> %s) in DOCKER-USER; Docker's FORWARD policy is left as it is", n.Subnet(), n.Bridge, s.Host.Uplink)})
 			}
+		case diagnose.CodeBridgeNetfilterDrop:
+			p.bridgeNetfilter(s, f, opts)
 		case diagnose.CodeChannelSocketExposed:
 			p.addStep(f, HostStep{Kind: StepMoveChannel, Domain: f.Domain,
 				Summary: "move the kvmnet channel of " + f.Domain + " to /var/lib/kvmnet/channels (root-only); takes effect at the next boot unless hot-swapped"})
 		case diagnose.CodeGuestNICLinkDown:
 			if side, _ := f.Get("side"); side == "host" || hostLinkDown(s, f) {
-				p.addStep(f, HostStep{Kind: StepLinkUp, Domain: f.Domain, Target: f.MAC,
-					Summary: "set the link of " + f.Domain + " NIC " + f.MAC + " up (virsh domif-setlink)"})
+				p.addStep(f, HostStep{Kind: StepLinkUp, Domain: f.Domain, Target: string(f.MAC),
+					Summary: "set the link of " + f.Domain + " NIC " + string(f.MAC) + " up (virsh domif-setlink)"})
 				continue
 			}
 			p.GuestSide = append(p.GuestSide, f)
 		default:
-			if isGuestCode(f.Code) {
+			if info, _ := diagnose.Lookup(f.Code); info.Fixer.Guest() {
 				p.GuestSide = append(p.GuestSide, f)
 			} else {
 				p.Manual = append(p.Manual, f)
@@ -150,22 +162,15 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 	return p, nil
 }
 
-// fixableHostCodes are the codes `kvmnetctl host fix` acts on.
-var fixableHostCodes = []diagnose.Code{
-	diagnose.CodeNetworkMissing, diagnose.CodeNetworkInactive, diagnose.CodeNetworkAutostartOff,
-	diagnose.CodeIPForwardOff, diagnose.CodeLibvirtRulesMissing, diagnose.CodeNATMasqueradeMissing,
-	diagnose.CodeDnsmasqDown, diagnose.CodeBridgeDown, diagnose.CodeUFWRoutedBlocked,
-	diagnose.CodeForwardPolicyDrop, diagnose.CodeChannelSocketExposed, diagnose.CodeGuestNICLinkDown,
-}
-
-// FixableHostCodes returns the codes `kvmnetctl host fix --only` accepts.
-func FixableHostCodes() []diagnose.Code { return slices.Clone(fixableHostCodes) }
+// FixableHostCodes returns the codes `kvmnetctl host fix --only` accepts: those the catalogue gives
+// to the host fixer.
+func FixableHostCodes() []diagnose.Code { return diagnose.CodesFixedBy(diagnose.FixerHost) }
 
 // addStep appends a step, merging it into an identical earlier one (two findings, one restart).
 func (p *HostPlan) addStep(f diagnose.Finding, st HostStep) {
 	for i := range p.Steps {
 		o := &p.Steps[i]
-		if o.Kind == st.Kind && o.Network == st.Network && o.Domain == st.Domain && o.Target == st.Target {
+		if o.Kind == st.Kind && o.Network == st.Network && o.Domain == st.Domain && o.Target == st.Target && o.Bridge == st.Bridge {
 			if !slices.Contains(o.Codes, f.Code) {
 				o.Codes = append(o.Codes, f.Code)
 			}
@@ -180,7 +185,7 @@ func (p *HostPlan) addStep(f diagnose.Finding, st HostStep) {
 // concern (host-wide findings such as a FORWARD policy apply to each NAT/routed network).
 func networksFor(s snapshot.Snapshot, f diagnose.Finding) []snapshot.Network {
 	if f.Network != "" {
-		if n, ok := findNetwork(s, f.Network); ok {
+		if n, ok := s.Networks.Find(f.Network); ok {
 			return []snapshot.Network{n}
 		}
 		return nil
@@ -194,29 +199,12 @@ func networksFor(s snapshot.Snapshot, f diagnose.Finding) []snapshot.Network {
 	return out
 }
 
-func findNetwork(s snapshot.Snapshot, name string) (snapshot.Network, bool) {
-	for _, n := range s.Networks {
-		if n.Name == name {
-			return n, true
-		}
-	}
-	return snapshot.Network{}, false
-}
-
 // hostLinkDown reports whether libvirt has the NIC's link set down (as opposed to down in the guest).
 func hostLinkDown(s snapshot.Snapshot, f diagnose.Finding) bool {
 	d, ok := s.FindDomain(f.Domain)
 	if !ok {
 		return false
 	}
-	for _, n := range d.NICs {
-		if n.MAC == f.MAC {
-			return n.LinkState == "down"
-		}
-	}
-	return false
-}
-
-func isGuestCode(c diagnose.Code) bool {
-	return len(c) > 6 && c[:6] == "guest_" || c == diagnose.CodeQemuGuestAgentMissing
+	n, ok := d.NIC(f.MAC)
+	return ok && n.LinkState == "down"
 }

@@ -80,7 +80,7 @@ func (r *Reader) Dnsmasq(ctx context.Context, n snapshot.Network) snapshot.Dnsma
 		}
 	}
 	ev = append(ev, "running="+strconv.FormatBool(st.Running))
-	ip := bridgeIP(n)
+	ip := n.BridgeIPv4()
 	if n.DNSEnabled && ip != "" {
 		target := net.JoinHostPort(ip, strconv.Itoa(r.cfg.DNSPort))
 		rcode, err := r.probeDNS(ctx, target)
@@ -108,15 +108,6 @@ func errWord(err error) string {
 		return "refused"
 	}
 	return strings.ReplaceAll(err.Error(), " ", "_")
-}
-
-func bridgeIP(n snapshot.Network) string {
-	for _, ip := range n.IPs {
-		if ip.Family == 4 {
-			return ip.Address
-		}
-	}
-	return ""
 }
 
 func readPID(path string) (int, error) {

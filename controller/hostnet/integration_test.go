@@ -97,7 +97,7 @@ func TestNetnsHost(t *testing.T) {
 	}
 	want := map[string]snapshot.Neighbor{
 		"10.77.0.99": {IP: "10.77.0.99", MAC: "52:54:00:00:00:99", State: "permanent"},
-		"10.77.0.10": {IP: "10.77.0.10", MAC: guestMAC},
+		"10.77.0.10": {IP: "10.77.0.10", MAC: snapshot.ParseMAC(guestMAC)},
 	}
 	for _, n := range lab.Neighbors {
 		w, ok := want[n.IP]

@@ -107,7 +107,7 @@ func TestRealLibvirtd(t *testing.T) {
 			t.Fatalf("lease %s not reported by libvirt: %v (%+v)", lease.IP, err, n.Leases)
 		}
 		l := n.Leases[0]
-		if l.MAC != mac.String() || l.IP != lease.IP.String() || l.Prefix != 24 || l.Family != 4 ||
+		if l.MAC.String() != mac.String() || l.IP != lease.IP.String() || l.Prefix != 24 || l.Family != 4 ||
 			l.Hostname != "fakeguest" || !l.Expiry.After(time.Now()) {
 			t.Fatalf("lease read as %+v, client got %s", l, lease.IP)
 		}

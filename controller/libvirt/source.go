@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 
 	golibvirt "libvirt.org/go/libvirt"
 
@@ -196,7 +195,7 @@ func readNetwork(n *golibvirt.Network) (snapshot.Network, error) {
 func convertLeases(in []golibvirt.NetworkDHCPLease) []snapshot.Lease {
 	var out []snapshot.Lease
 	for _, l := range in {
-		lease := snapshot.Lease{MAC: strings.ToLower(l.Mac), IP: l.IPaddr, Prefix: int(l.Prefix), Family: 4,
+		lease := snapshot.Lease{MAC: snapshot.ParseMAC(l.Mac), IP: l.IPaddr, Prefix: int(l.Prefix), Family: 4,
 			Hostname: l.Hostname, Expiry: l.ExpiryTime.UTC()}
 		if l.Type == golibvirt.IP_ADDR_TYPE_IPV6 {
 			lease.Family = 6

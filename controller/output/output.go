@@ -24,6 +24,10 @@ const (
 	FormatYAML  Format = "yaml"
 )
 
+// Structured reports whether f is for programs (JSON, YAML): commands then keep their human text
+// off stdout. The zero Format is the table.
+func (f Format) Structured() bool { return f == FormatJSON || f == FormatYAML }
+
 // ParseFormat checks a -o value.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(s)); f {
@@ -39,21 +43,14 @@ type Table interface {
 	Rows() [][]string
 }
 
-// Style marks a row for colouring on a terminal.
-type Style int
-
-// Styles.
-const (
-	StyleNone Style = iota
-	StyleOK
-	StyleWarning
-	StyleError
-	StyleDim
-)
-
 // RowStyler is a Table whose rows carry a style (e.g. by severity).
 type RowStyler interface {
 	RowStyle(i int) Style
+}
+
+// CellStyler is a Table whose cells carry a style; it wins over RowStyler where both are set.
+type CellStyler interface {
+	CellStyle(row, col int) Style
 }
 
 // Summarizer is a value with a one-line summary printed under its table.
@@ -65,17 +62,26 @@ type Summarizer interface {
 type Renderer struct {
 	w      io.Writer
 	format Format
-	color  bool
+	pal    Palette
 }
 
-// New returns a renderer writing to w. Colour is used only when w is a terminal and NO_COLOR is
-// unset.
-func New(w io.Writer, f Format) *Renderer {
-	return &Renderer{w: w, format: f, color: IsTerminal(w) && os.Getenv("NO_COLOR") == ""}
+// New returns a renderer writing to w. Colour is used only when w is a terminal and getenv
+// ("NO_COLOR") is empty; getenv nil reads the process environment.
+func New(w io.Writer, f Format, getenv func(string) string) *Renderer {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	return &Renderer{w: w, format: f, pal: NewPalette(IsTerminal(w) && getenv("NO_COLOR") == "")}
 }
 
 // WithColor forces colour on or off.
-func (r *Renderer) WithColor(on bool) *Renderer { c := *r; c.color = on; return &c }
+func (r *Renderer) WithColor(on bool) *Renderer { c := *r; c.pal = NewPalette(on); return &c }
+
+// Palette is the renderer's palette (colour only on a terminal).
+func (r *Renderer) Palette() Palette { return r.pal }
+
+// Writer is where the renderer writes.
+func (r *Renderer) Writer() io.Writer { return r.w }
 
 // Format is the renderer's format.
 func (r *Renderer) Format() Format { return r.format }
@@ -129,7 +135,12 @@ func JSON(v any) ([]byte, error) {
 	if m, ok := v.(proto.Message); ok {
 		raw, err = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
 	} else {
-		raw, err = json.Marshal(v)
+		// Rule texts hold "->" and XML "<dhcp>": HTML escaping would print them as \u003e.
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		err = enc.Encode(v)
+		raw = buf.Bytes()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("output: encode JSON: %w", err)
@@ -178,62 +189,18 @@ func blockStyle(n *yaml.Node) {
 	}
 }
 
-var ansi = map[Style]string{StyleOK: "\x1b[32m", StyleWarning: "\x1b[33m", StyleError: "\x1b[31m", StyleDim: "\x1b[2m"}
-
-const (
-	ansiBold  = "\x1b[1m"
-	ansiReset = "\x1b[0m"
-)
-
 func (r *Renderer) table(t Table) error {
-	headers, rows := t.Headers(), t.Rows()
-	width := make([]int, len(headers))
-	for i, h := range headers {
-		width[i] = len([]rune(h))
-	}
-	for _, row := range rows {
-		for i, c := range row {
-			if i < len(width) {
-				width[i] = max(width[i], len([]rune(c)))
-			}
-		}
+	var style func(row, col int) Style
+	if cs, ok := t.(CellStyler); ok {
+		style = cs.CellStyle
+	} else if rs, ok := t.(RowStyler); ok {
+		style = func(row, _ int) Style { return rs.RowStyle(row) }
 	}
 	var b strings.Builder
-	line := func(cells []string, pre string) {
-		var s strings.Builder
-		for i := range headers {
-			c := ""
-			if i < len(cells) {
-				c = cells[i]
-			}
-			if i == len(headers)-1 {
-				s.WriteString(c)
-			} else {
-				s.WriteString(c + strings.Repeat(" ", width[i]-len([]rune(c))+2))
-			}
-		}
-		text := strings.TrimRight(s.String(), " ")
-		if pre != "" {
-			text = pre + text + ansiReset
-		}
-		b.WriteString(text + "\n")
-	}
-	hpre := ""
-	if r.color {
-		hpre = ansiBold
-	}
-	line(headers, hpre)
-	styler, _ := t.(RowStyler)
-	for i, row := range rows {
-		pre := ""
-		if r.color && styler != nil {
-			pre = ansi[styler.RowStyle(i)]
-		}
-		line(row, pre)
-	}
+	writeTable(&b, r.pal, t.Headers(), t.Rows(), style)
 	if s, ok := t.(Summarizer); ok {
 		if sum := s.Summary(); sum != "" {
-			b.WriteString("\n" + sum + "\n")
+			b.WriteString("\n" + Sanitize(sum) + "\n")
 		}
 	}
 	_, err := io.WriteString(r.w, b.String())

@@ -60,7 +60,7 @@ func TestRender(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := New(&buf, tc.format).WithColor(tc.color).Render(tc.v); err != nil {
+			if err := New(&buf, tc.format, nil).WithColor(tc.color).Render(tc.v); err != nil {
 				t.Fatal(err)
 			}
 			golden := filepath.Join("testdata", tc.name+".golden")
@@ -143,7 +143,7 @@ func TestIsTerminal(t *testing.T) {
 	if IsTerminal(f) {
 		t.Fatal("a regular file is not a terminal")
 	}
-	if New(f, FormatTable).color {
+	if New(f, FormatTable, nil).pal.On() {
 		t.Fatal("colour enabled for a file")
 	}
 }

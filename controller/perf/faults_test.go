@@ -369,8 +369,8 @@ func TestGarbageFloodingGuest(t *testing.T) {
 		lv.doms = append(lv.doms, dom(name, serialGuest(t, dir, name, newService(t, root, name, "52:54:00:00:00:01", nil))))
 	}
 	const timeout = 5 * time.Second
-	c, err := collect.New(collect.Sources{Libvirt: lv, Agents: collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
-		a, err := agentclient.Dial(ctx, addr, agentclient.WithDialTimeout(timeout))
+	c, err := collect.New(collect.Sources{Libvirt: lv, Agents: collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+		a, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(timeout))
 		if err != nil {
 			return nil, err
 		}

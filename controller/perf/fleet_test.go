@@ -80,7 +80,8 @@ func (fakeNM) WaitIPv4(context.Context, dbus.ObjectPath, dbus.ObjectPath, time.D
 func (fakeNM) CheckpointCreate(context.Context, []dbus.ObjectPath, time.Duration, gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error) {
 	return "", errFake
 }
-func (fakeNM) CheckpointDestroy(context.Context, dbus.ObjectPath) error { return errFake }
+func (fakeNM) CheckpointDestroy(context.Context, dbus.ObjectPath) error               { return errFake }
+func (fakeNM) CheckpointAdjust(context.Context, dbus.ObjectPath, time.Duration) error { return nil }
 func (fakeNM) CheckpointRollback(context.Context, dbus.ObjectPath) (map[string]uint32, error) {
 	return nil, errFake
 }

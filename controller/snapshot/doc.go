@@ -2,6 +2,8 @@
 // libvirt networks and domains, bridges, sysctls, firewall verdicts, and each guest agent's view.
 //
 // It is filled by the adapters (controller/libvirt, controller/hostnet, controller/firewall,
-// controller/agentclient) and read by pure code (controller/diagnose, controller/fixplan). It holds
-// data only: it must never import an adapter, do I/O, or depend on cgo.
+// controller/agentclient) and read by pure code (controller/diagnose, controller/fixplan). Facts
+// derived from the data live here once, as methods (the network of a NIC, the host's IPv4 on a
+// network, a guest's default interface, MACs normalised at the sources). It must never import an
+// adapter, do I/O, or depend on cgo.
 package snapshot

@@ -96,8 +96,8 @@ type DHCPRange struct {
 
 // DHCPHost is one static DHCP host entry.
 type DHCPHost struct {
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC MAC `json:"mac"`
 	// IP address.
 	IP string `json:"ip"`
 	// Host name.
@@ -106,8 +106,8 @@ type DHCPHost struct {
 
 // Lease is one DHCP lease handed out by libvirt's dnsmasq.
 type Lease struct {
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC MAC `json:"mac"`
 	// IP address (no prefix).
 	IP string `json:"ip"`
 	// Prefix length.
@@ -122,8 +122,8 @@ type Lease struct {
 
 // DomainNIC is one <interface> of a domain.
 type DomainNIC struct {
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC MAC `json:"mac"`
 	// Type: "network", "bridge", "user", "direct", ...
 	Type string `json:"type"`
 	// Network is the libvirt network name for type network.
@@ -138,6 +138,9 @@ type DomainNIC struct {
 	LinkState string `json:"link_state,omitempty"`
 	// SourceDev is <source dev=...>: the host NIC of a direct (macvtap) interface.
 	SourceDev string `json:"source_dev,omitempty"`
+	// Backend is <backend type=...> ("passt" for passt user-mode networking; "" is QEMU's slirp or
+	// a tap).
+	Backend string `json:"backend,omitempty"`
 }
 
 // Channel is one <channel> of a domain.

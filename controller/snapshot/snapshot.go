@@ -13,7 +13,7 @@ type Snapshot struct {
 	// Session is true for qemu:///session (user-mode networking, no bridges or leases).
 	Session bool `json:"session"`
 	// Networks are libvirt's networks, active or not.
-	Networks []Network `json:"networks"`
+	Networks Networks `json:"networks"`
 	// Domains are libvirt's domains, running or not.
 	Domains []Domain `json:"domains"`
 	// Host holds the host's own network facts.
@@ -46,6 +46,8 @@ type Host struct {
 	Bridges []Bridge `json:"bridges"`
 	// Dnsmasq is the state of libvirt's dnsmasq per network name.
 	Dnsmasq map[string]DnsmasqStatus `json:"dnsmasq,omitempty"`
+	// BridgeNF is br_netfilter's state (bridge-nf-call-* sysctls).
+	BridgeNF BridgeNetfilter `json:"bridge_nf"`
 }
 
 // Bridge is one Linux bridge on the host.
@@ -62,6 +64,8 @@ type Bridge struct {
 	Ports []string `json:"ports"`
 	// STP is true when spanning tree is on.
 	STP bool `json:"stp"`
+	// PortInfo details each port (kind, state, STP port state), in Ports' order.
+	PortInfo []BridgePort `json:"port_info,omitempty"`
 	// Neighbors are ARP/NDP entries seen on the bridge.
 	Neighbors []Neighbor `json:"neighbors,omitempty"`
 }
@@ -70,8 +74,8 @@ type Bridge struct {
 type Neighbor struct {
 	// IP address.
 	IP string `json:"ip"`
-	// MAC address, lower case.
-	MAC string `json:"mac"`
+	// MAC address.
+	MAC MAC `json:"mac"`
 	// State, e.g. "reachable", "stale", "failed".
 	State string `json:"state"`
 }
@@ -107,8 +111,10 @@ type Guest struct {
 	Domain string `json:"domain"`
 	// Transport used (none when the domain has no kvmnet channel or vsock).
 	Transport AgentTransport `json:"transport"`
-	// Address dialled, e.g. the channel's unix socket path or "vsock:5:7531".
+	// Address dialled, as text (Addr.String()), e.g. "serial:/path/to/channel.sock" or "vsock:5:7531".
 	Address string `json:"address,omitempty"`
+	// Addr is the address dialled, for dialling it again (fix) without parsing Address.
+	Addr AgentAddr `json:"-"`
 	// Reachable is true when GetState answered.
 	Reachable bool `json:"reachable"`
 	// Error says why the agent could not be reached.
@@ -119,6 +125,11 @@ type Guest struct {
 	Checks []*kvmnetv1.CheckResult `json:"checks,omitempty"`
 	// Latency is how long GetState took.
 	Latency time.Duration `json:"latency_ns,omitempty"`
+	// TimedOut is true when the guest's deadline ended before it answered (GetState, or the checks
+	// after it): a hung agent or QEMU, as opposed to one that refused the connection.
+	TimedOut bool `json:"timed_out,omitempty"`
+	// QGA is qemu-guest-agent's view, asked when the kvmnet agent did not answer (nil: not asked).
+	QGA *QGAView `json:"qga,omitempty"`
 }
 
 // FindDomain returns the domain with the given name.

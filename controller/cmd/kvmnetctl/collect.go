@@ -14,12 +14,14 @@ import (
 
 	"github.com/kvmnet/kvmnet/controller/access"
 	"github.com/kvmnet/kvmnet/controller/agentclient"
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
 	"github.com/kvmnet/kvmnet/controller/output"
+	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
@@ -32,20 +34,20 @@ type collectFlags struct {
 	urls     []string
 }
 
-func (f *collectFlags) register(fs *pflag.FlagSet, checks bool) {
-	if checks {
+func (f *collectFlags) register(fs *pflag.FlagSet, withChecks bool) {
+	if withChecks {
 		fs.BoolVar(&f.noChecks, "no-checks", false, "do not run connectivity checks in the guests (gateway, DNS, TCP egress)")
-		fs.StringVar(&f.dnsName, "check-name", "deb.debian.org", "host name the guests resolve through their own resolver")
-		fs.StringSliceVar(&f.targets, "check-target", nil, "TCP egress target host:port checked from each guest (default deb.debian.org:80; repeatable)")
+		fs.StringVar(&f.dnsName, "check-name", checks.DefaultName, "host name the guests resolve through their own resolver")
+		fs.StringSliceVar(&f.targets, "check-target", nil, "TCP egress target host:port checked from each guest (default: the --check-name host, port 80; repeatable)")
 		fs.StringSliceVar(&f.urls, "check-url", nil, "URL fetched from each guest with HTTP GET (repeatable)")
 	}
 }
 
-func (f *collectFlags) options(g *Globals, checks bool, domains []string) collect.Options {
+func (f *collectFlags) options(g *Globals, withChecks bool, domains []string) collect.Options {
 	return collect.Options{
 		Timeout: g.Timeout,
-		Checks:  checks && !f.noChecks,
-		Targets: collect.CheckTargets{DNSName: f.dnsName, Egress: f.targets, URLs: f.urls},
+		Checks:  withChecks && !f.noChecks,
+		Targets: checks.Targets{DNSName: f.dnsName, Egress: f.targets, URLs: f.urls},
 		Domains: domains,
 	}
 }
@@ -101,6 +103,18 @@ func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 // to this host. The returned function releases everything. A connection failure is an Unreachable
 // error (exit 2).
 func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (*collect.Collector, func(), error) {
+	return openCollectorWith(ctx, g, opts, env, collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+		c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}))
+}
+
+// openCollectorWith is openCollectorIn with the agents reached through agents (the exporter passes
+// a read-only dialer).
+func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
 	src, err := libvirt.Open(ctx, g.Connect, g.Getenv)
 	if err != nil {
 		return nil, nil, Unreachable(err)
@@ -113,12 +127,9 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	}
 	sources := collect.Sources{
 		Libvirt: src,
-		Agents: collect.DialFunc(func(ctx context.Context, addr string) (collect.Agent, error) {
-			c, err := agentclient.Dial(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
+		Agents:  agents,
+		QGA: collect.QGAFunc(func(ctx context.Context, domain string) snapshot.QGAView {
+			return qga.View(ctx, qga.NewClient(src, domain, g.Timeout))
 		}),
 	}
 	if hostFacts(src) {
@@ -126,16 +137,18 @@ func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env 
 			closers = append(closers, func() { _ = hn.Close() })
 			sources.HostNet = hn
 		} else {
-			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %v\n", err)
+			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %s\n", output.Sanitize(err.Error()))
 		}
 		run := env.runner()
 		files := env.files()
-		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
+		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, in collect.FirewallInput) (snapshot.Firewall, error) {
 			st, err := firewall.NewReader(run, firewall.Options{Files: files}).Read(ctx)
 			if err != nil {
 				return snapshot.Firewall{}, err
 			}
-			return st.Snapshot(nets, uplink), nil
+			fw := st.Snapshot(in.Networks, in.Uplink)
+			fw.Flows = append(fw.Flows, st.BridgedFlows(firewall.BridgedPaths(in.Networks, in.Host, in.Domains), in.Host.BridgeNF)...)
+			return fw, nil
 		})
 		in := access.Inspector{Root: env.root()}
 		if acc, err := access.ReadAccounts(filepath.Join(env.root(), "/etc")); err == nil {
@@ -184,11 +197,6 @@ func collectReportIn(ctx context.Context, g *Globals, opts collect.Options, env 
 	return s, r, nil
 }
 
-// colorOn: colour only on a terminal, and never with NO_COLOR set.
-func colorOn(g *Globals) bool {
-	return output.IsTerminal(g.Stdout) && g.Getenv("NO_COLOR") == ""
-}
-
 // withDeadline bounds the whole command: libvirt enumeration plus one --timeout for hosts and guests,
 // plus a little for rendering.
 func withDeadline(ctx context.Context, g *Globals) (context.Context, context.CancelFunc) {
@@ -196,11 +204,4 @@ func withDeadline(ctx context.Context, g *Globals) (context.Context, context.Can
 		g.Timeout = collect.DefaultTimeout
 	}
 	return context.WithTimeout(ctx, 2*g.Timeout+time.Second)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, one)
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }

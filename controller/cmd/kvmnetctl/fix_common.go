@@ -8,27 +8,26 @@ import (
 	"os"
 	"strings"
 
-	"github.com/kvmnet/kvmnet/controller/fix"
 	"github.com/kvmnet/kvmnet/controller/output"
 )
 
 // fixIO holds where a fix command talks to the user: with -o json|yaml the human text goes to
 // stderr so stdout carries only the result document.
 type fixIO struct {
-	human    io.Writer
-	progress *fix.Progress
-	confirm  func(string) (bool, error)
+	// human prints fix events, prompts and the host adapters' own lines.
+	human   *output.FixPrinter
+	confirm func(string) (bool, error)
 }
 
 // newFixIO sets up output and confirmation for a fix command. Without --yes a terminal is required
 // to ask; otherwise the command refuses (exit 2) instead of changing anything unasked.
 func newFixIO(g *Globals, stdin io.Reader, yes, dryRun bool) (fixIO, error) {
 	var f fixIO
-	f.human = g.Stdout
-	if g.Output != "table" {
-		f.human = g.Stderr
+	w := g.Stdout
+	if g.Format.Structured() {
+		w = g.Stderr
 	}
-	f.progress = fix.NewProgress(f.human, output.IsTerminal(f.human))
+	f.human = output.NewFixPrinter(w, output.IsTerminal(w))
 	if yes || dryRun {
 		return f, nil
 	}
@@ -38,7 +37,7 @@ func newFixIO(g *Globals, stdin io.Reader, yes, dryRun bool) (fixIO, error) {
 	}
 	r := bufio.NewReader(stdin)
 	f.confirm = func(q string) (bool, error) {
-		fmt.Fprintf(f.human, "%s [y/N] ", q)
+		f.human.Prompt(q)
 		line, err := r.ReadString('\n')
 		if err != nil && line == "" {
 			return false, fmt.Errorf("read answer: %w", err)

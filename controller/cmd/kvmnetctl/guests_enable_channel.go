@@ -28,10 +28,7 @@ func newGuestsEnableChannelCmd(g *Globals) *cobra.Command {
 		Example: "  kvmnetctl guests enable-channel web1\n  kvmnetctl guests enable-channel web1 --vsock --dry-run",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			r := g.Renderer()
 			ctx, cancel := g.Context(cmd.Context())
 			defer cancel()
 			src, err := libvirt.Open(ctx, g.Connect, g.Getenv)
@@ -81,7 +78,10 @@ func writeChannelResult(g *Globals, res channel.Result) error {
 		fmt.Fprintf(&b, "channel directory %s (0700 %s:%s): %s\n", res.Dir.Dir, res.Dir.Owner, res.Dir.Group, acts)
 	}
 	b.WriteString(res.Message)
-	b.WriteString("\n")
-	_, err := fmt.Fprint(g.Stdout, b.String())
+	lines := strings.Split(b.String(), "\n")
+	for i, l := range lines {
+		lines[i] = output.Sanitize(l)
+	}
+	_, err := fmt.Fprintln(g.Stdout, strings.Join(lines, "\n"))
 	return err
 }

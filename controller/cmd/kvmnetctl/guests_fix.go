@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvmnet/kvmnet/controller/agentclient"
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fix"
@@ -52,12 +53,9 @@ are named, with ` + "`kvmnetctl host fix`" + ` as the way to repair them.`,
 			if err != nil {
 				return err
 			}
-			r, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			r := g.Renderer()
 			res, err := runGuestFix(cmd.Context(), g, fio, o, dryRun, hostEnv{})
-			if g.Output != "table" {
+			if g.Format.Structured() {
 				if rerr := r.Render(res); rerr != nil && err == nil {
 					err = rerr
 				}
@@ -71,7 +69,7 @@ are named, with ` + "`kvmnetctl host fix`" + ` as the way to repair them.`,
 	f.BoolVarP(&yes, "yes", "y", false, "apply without asking")
 	f.DurationVar(&o.RollbackTimeout, "rollback-timeout", fixplan.DefaultRollbackTimeout, "the guest undoes the change by itself unless it is verified within this time (10s..1h)")
 	f.StringSliceVar(&o.CheckURLs, "check-url", nil, "URL the guest must fetch with HTTP GET before the fix is confirmed (repeatable)")
-	f.StringVar(&o.CheckDNSName, "check-name", fixplan.DefaultDNSCheckName, "host name the guest must resolve through its resolver")
+	f.StringVar(&o.CheckDNSName, "check-name", checks.DefaultName, "host name the guest must resolve through its resolver")
 	f.BoolVar(&o.AllowStaticToDHCP, "allow-static-to-dhcp", false, "consent to replace a static address in the wrong subnet by DHCP")
 	return cmd
 }
@@ -89,15 +87,14 @@ func runGuestFix(ctx context.Context, g *Globals, fio fixIO, o fixplan.GuestOpti
 	deps := fix.GuestDeps{
 		Snapshot: snapshotter(g, []string{o.Domain}, env),
 		DialAgent: func(ctx context.Context, gs snapshot.Guest) (fix.Agent, error) {
-			return agentclient.Dial(ctx, gs.Address, agentclient.WithDialTimeout(g.Timeout))
+			return agentclient.DialAddr(ctx, gs.Addr, agentclient.WithDialTimeout(g.Timeout))
 		},
 		Leases: func(ctx context.Context, network string) ([]snapshot.Lease, error) {
 			n, err := src.Network(ctx, network)
 			return n.Leases, err
 		},
-		Confirm:  fio.confirm,
-		Out:      fio.human,
-		Progress: fio.progress,
+		Confirm: fio.confirm,
+		Events:  fio.human.Event,
 	}
 	if hostFacts(src) {
 		deps.Neighbors = func(ctx context.Context, bridge string) ([]snapshot.Neighbor, error) {
@@ -130,7 +127,7 @@ func snapshotter(g *Globals, domains []string, env hostEnv) fix.Snapshotter {
 		cctx, cancel := withDeadline(ctx, g)
 		defer cancel()
 		var cf collectFlags
-		cf.dnsName = fixplan.DefaultDNSCheckName
+		cf.dnsName = checks.DefaultName
 		opts := cf.options(g, true, nil)
 		opts.Domains = domains
 		s, r, err := collectReportIn(cctx, g, opts, env)

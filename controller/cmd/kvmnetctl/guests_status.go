@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/output"
 )
 
@@ -24,18 +23,15 @@ func newGuestsStatusCmd(g *Globals) *cobra.Command {
 		Example: "  kvmnetctl guests status\n  kvmnetctl guests status web1 db1 -o json\n" +
 			"  kvmnetctl guests status --check-target 203.0.113.1:443 --check-url http://deb.debian.org/",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rend, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			rend := g.Renderer()
 			ctx, cancel := withDeadline(cmd.Context(), g)
 			defer cancel()
 			_, r, err := collectReport(ctx, g, cf.options(g, true, args))
 			if err != nil {
 				return err
 			}
-			if rend.Format() == output.FormatTable {
-				err = diagnose.WriteStatus(g.Stdout, r, colorOn(g))
+			if !rend.Format().Structured() {
+				err = output.WriteStatus(g.Stdout, r, rend.Palette())
 			} else {
 				err = rend.Render(r)
 			}
@@ -49,7 +45,7 @@ func newGuestsStatusCmd(g *Globals) *cobra.Command {
 						bad++
 					}
 				}
-				return Failed(fmt.Errorf("%s with error-level findings", plural(bad, "guest", "guests")))
+				return Failed(fmt.Errorf("%s with error-level findings", output.Plural(bad, "guest", "guests")))
 			}
 			return nil
 		},

@@ -24,10 +24,7 @@ func newHostCheckCmd(g *Globals) *cobra.Command {
 		Example: "  kvmnetctl host check\n  kvmnetctl host check -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rend, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			rend := g.Renderer()
 			ctx, cancel := withDeadline(cmd.Context(), g)
 			defer cancel()
 			// Guests are read for channel exposure and report-only mode, not checked.
@@ -35,8 +32,8 @@ func newHostCheckCmd(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if rend.Format() == output.FormatTable {
-				err = diagnose.WriteHostCheck(g.Stdout, r, colorOn(g))
+			if !rend.Format().Structured() {
+				err = output.WriteHostCheck(g.Stdout, r, rend.Palette())
 			} else {
 				err = rend.Render(r)
 			}
@@ -50,7 +47,7 @@ func newHostCheckCmd(g *Globals) *cobra.Command {
 						n++
 					}
 				}
-				return Failed(fmt.Errorf("%s on the host", plural(n, "error-level finding", "error-level findings")))
+				return Failed(fmt.Errorf("%s on the host", output.Plural(n, "error-level finding", "error-level findings")))
 			}
 			return nil
 		},

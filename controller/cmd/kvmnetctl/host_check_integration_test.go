@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
+	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
 
@@ -54,7 +55,7 @@ func TestHostCheckRealLibvirtd(t *testing.T) {
 	t.Run("healthy stock default network", func(t *testing.T) {
 		r := check(t)
 		var b bytes.Buffer
-		if err := diagnose.WriteJSON(&b, r); err != nil {
+		if err := output.New(&b, output.FormatJSON, nil).Render(r); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("kvmnetctl host check -o json (private libvirtd in %s):\n%s", ns.Name, b.String())

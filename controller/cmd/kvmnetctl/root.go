@@ -31,8 +31,10 @@ const DefaultURI = "qemu:///system"
 type Globals struct {
 	// Connect is the libvirt URI (-c/--connect).
 	Connect string
-	// Output is the -o/--output format: table, json or yaml.
+	// Output is the -o/--output flag as given; Format is it parsed, once, before any command runs.
 	Output string
+	// Format is the parsed -o/--output.
+	Format output.Format
 	// Timeout bounds each command's talk with libvirt and agents (--timeout).
 	Timeout time.Duration
 	// Stdout and Stderr receive the command's output and messages.
@@ -41,13 +43,9 @@ type Globals struct {
 	Getenv func(string) string
 }
 
-// Renderer returns the renderer for the -o format.
-func (g *Globals) Renderer() (*output.Renderer, error) {
-	f, err := output.ParseFormat(g.Output)
-	if err != nil {
-		return nil, Usage(err)
-	}
-	return output.New(g.Stdout, f), nil
+// Renderer returns the renderer for the -o format on stdout.
+func (g *Globals) Renderer() *output.Renderer {
+	return output.New(g.Stdout, g.Format, g.Getenv)
 }
 
 // Context returns a context bounded by --timeout.
@@ -89,9 +87,11 @@ func newRootCmd(g *Globals) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := output.ParseFormat(g.Output); err != nil {
+			f, err := output.ParseFormat(g.Output)
+			if err != nil {
 				return Usage(err)
 			}
+			g.Format = f
 			return nil
 		},
 	}
@@ -113,6 +113,7 @@ func newRootCmd(g *Globals) *cobra.Command {
 	root.AddCommand(newAgentCmd(g))
 	root.AddCommand(newGuestsCmd(g))
 	root.AddCommand(newHostCmd(g))
+	root.AddCommand(newExporterCmd(g))
 	root.AddCommand(newManCmd(root))
 	return root
 }
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string, g *Globals) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintln(g.Stderr, "kvmnetctl:", err)
+	fmt.Fprintln(g.Stderr, "kvmnetctl:", output.Sanitize(err.Error()))
 	return exitCode(err)
 }
 

@@ -23,10 +23,7 @@ func newVersionCmd(g *Globals) *cobra.Command {
 		Short: "Print the version of kvmnetctl",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := g.Renderer()
-			if err != nil {
-				return err
-			}
+			r := g.Renderer()
 			return r.Render(versionInfo{Version: version, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH})
 		},
 	}

@@ -80,7 +80,7 @@ func ParseDomainXML(data string) (snapshot.Domain, error) {
 	for _, i := range x.Devices.Interfaces {
 		nic := snapshot.DomainNIC{Type: i.Type, LinkState: "up"}
 		if i.MAC != nil {
-			nic.MAC = strings.ToLower(strings.TrimSpace(i.MAC.Address))
+			nic.MAC = snapshot.ParseMAC(i.MAC.Address)
 		}
 		if i.Source != nil {
 			nic.Network, nic.Bridge, nic.SourceDev = i.Source.Network, i.Source.Bridge, i.Source.Dev

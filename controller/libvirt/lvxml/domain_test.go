@@ -127,7 +127,7 @@ func FuzzParseDomainXML(f *testing.F) {
 			t.Fatalf("parsed domain without name or with nil NICs: %+v", d)
 		}
 		for _, n := range d.NICs {
-			if n.MAC != strings.ToLower(n.MAC) || n.LinkState == "" {
+			if n.MAC != snapshot.ParseMAC(string(n.MAC)) || n.LinkState == "" {
 				t.Fatalf("NIC not normalised: %+v", n)
 			}
 		}

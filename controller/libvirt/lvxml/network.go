@@ -177,7 +177,7 @@ func parseIP(x ipXML) (snapshot.NetworkIP, error) {
 			ip.DHCPRanges = append(ip.DHCPRanges, snapshot.DHCPRange{Start: r.Start, End: r.End})
 		}
 		for _, h := range x.DHCP.Hosts {
-			ip.DHCPHosts = append(ip.DHCPHosts, snapshot.DHCPHost{MAC: strings.ToLower(h.MAC), IP: h.IP, Name: h.Name})
+			ip.DHCPHosts = append(ip.DHCPHosts, snapshot.DHCPHost{MAC: snapshot.ParseMAC(h.MAC), IP: h.IP, Name: h.Name})
 		}
 	}
 	return ip, nil

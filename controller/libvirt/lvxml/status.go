@@ -36,7 +36,7 @@ func ParseDnsmasqStatus(data []byte, prefix4, prefix6 int) ([]snapshot.Lease, er
 		if err != nil {
 			return nil, fmt.Errorf("parse dnsmasq status file: entry %d: ip %q: %w", i, r.IP, err)
 		}
-		l := snapshot.Lease{MAC: strings.ToLower(r.MAC), IP: a.String(), Hostname: r.Hostname,
+		l := snapshot.Lease{MAC: snapshot.ParseMAC(r.MAC), IP: a.String(), Hostname: r.Hostname,
 			Expiry: time.Unix(r.Expiry, 0).UTC(), Family: 4, Prefix: prefix4}
 		if a.Is6() && !a.Is4In6() {
 			l.Family, l.Prefix = 6, prefix6

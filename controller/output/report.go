@@ -1,0 +1,218 @@
+package output
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/kvmnet/kvmnet/controller/diagnose"
+)
+
+// statusRow is one line of the `guests status` table: a guest NIC with its guest-level columns.
+type statusRow struct {
+	guest diagnose.GuestReport
+	nic   diagnose.NICReport
+	// agent is "transport/ok", "transport/unreachable" or "none".
+	agent string
+	// codes of the findings that concern this NIC (and, on the first row, the guest as a whole).
+	codes []diagnose.Code
+	// worst severity among them ("" when none).
+	worst diagnose.Severity
+}
+
+// statusRows flattens the report into one row per guest NIC (one row for a guest without NICs).
+func statusRows(r diagnose.Report) []statusRow {
+	var out []statusRow
+	for _, g := range r.Guests {
+		agent := g.AgentColumn()
+		nics := g.NICs
+		if len(nics) == 0 {
+			nics = []diagnose.NICReport{{}}
+		}
+		for i, n := range nics {
+			row := statusRow{guest: g, nic: n, agent: agent}
+			for _, f := range g.Findings {
+				if (f.MAC != "" && f.MAC == n.MAC) || (f.MAC == "" && i == 0) {
+					row.codes = append(row.codes, f.Code)
+					row.worst = worse(row.worst, f.Severity)
+				}
+			}
+			if i == 0 {
+				for _, c := range g.HostCauses {
+					row.codes = append(row.codes, c)
+					row.worst = worse(row.worst, diagnose.SeverityError)
+				}
+			}
+			out = append(out, row)
+		}
+	}
+	return out
+}
+
+func rank(s diagnose.Severity) int {
+	switch s {
+	case diagnose.SeverityError:
+		return 3
+	case diagnose.SeverityWarning:
+		return 2
+	case diagnose.SeverityInfo:
+		return 1
+	}
+	return 0
+}
+
+func worse(a, b diagnose.Severity) diagnose.Severity {
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// WriteStatus renders the `guests status` table: one line per guest NIC, the findings with their
+// fixes, and a summary line.
+func WriteStatus(w io.Writer, r diagnose.Report, pal Palette) error {
+	headers := []string{"DOMAIN", "STATE", "MAC", "NETWORK", "VNET", "GUEST-IF", "STACK", "GUEST-IPV4", "LEASE", "AGENT", "IPV6", "APT-IPV4", "CHECKS", "FINDINGS"}
+	var rows [][]string
+	var worst []diagnose.Severity
+	nics := 0
+	for _, row := range statusRows(r) {
+		n := row.nic
+		if n.MAC != "" {
+			nics++
+		}
+		network := n.Network
+		if network == "" {
+			network = n.Bridge
+		} else if n.Bridge != "" {
+			network += "(" + n.Bridge + ")"
+		}
+		lease := n.LeaseIPv4
+		if n.LeaseSource == "neighbour" {
+			lease += " (arp)"
+		}
+		codes := "ok"
+		if len(row.codes) > 0 {
+			var cs []string
+			for _, c := range row.codes {
+				cs = append(cs, string(c))
+			}
+			codes = strings.Join(cs, ",")
+		}
+		rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname), Dash(n.Stack),
+			Dash(strings.Join(n.GuestIPv4, ",")), Dash(lease), row.agent, Dash(n.IPv6), Dash(n.AptIPv4), Dash(n.Checks), codes})
+		worst = append(worst, row.worst)
+	}
+	var b strings.Builder
+	last := len(headers) - 1
+	writeTable(&b, pal, headers, rows, func(row, col int) Style {
+		if col != last {
+			return StyleNone
+		}
+		return SeverityStyle(worst[row])
+	})
+	var all []diagnose.Finding
+	for _, g := range r.Guests {
+		all = append(all, g.Findings...)
+	}
+	writeFindings(&b, pal, all)
+	healthy := 0
+	causes := map[diagnose.Code]bool{}
+	for _, g := range r.Guests {
+		if g.Healthy {
+			healthy++
+		}
+		for _, c := range g.HostCauses {
+			causes[c] = true
+		}
+	}
+	fmt.Fprintf(&b, "%s, %s: %d healthy, %d unhealthy; %s", Plural(len(r.Guests), "guest", "guests"), Plural(nics, "NIC", "NICs"),
+		healthy, len(r.Guests)-healthy, countLine(all))
+	if len(causes) > 0 {
+		fmt.Fprintf(&b, "; %d host-side cause(s): see kvmnetctl host check", len(causes))
+	}
+	b.WriteString("\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func countLine(fs []diagnose.Finding) string {
+	c := map[diagnose.Severity]int{}
+	for _, f := range fs {
+		c[f.Severity]++
+	}
+	return fmt.Sprintf("findings: %d error, %d warning, %d info", c[diagnose.SeverityError], c[diagnose.SeverityWarning], c[diagnose.SeverityInfo])
+}
+
+func writeFindings(b *strings.Builder, pal Palette, fs []diagnose.Finding) {
+	if len(fs) == 0 {
+		return
+	}
+	b.WriteString("\n")
+	for _, f := range fs {
+		fmt.Fprintf(b, "%s %s [%s] %s\n    fix: %s\n", pal.Paint(SeverityStyle(f.Severity), Sanitize(strings.ToUpper(string(f.Severity)))),
+			Sanitize(string(f.Code)), Sanitize(f.Subject), Sanitize(f.Summary), Sanitize(f.Fix))
+	}
+	b.WriteString("\n")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// WriteHostCheck renders `host check`: host facts, networks, bridges, firewall verdicts, findings
+// and a summary line.
+func WriteHostCheck(w io.Writer, r diagnose.Report, pal Palette) error {
+	var b strings.Builder
+	h := r.Host
+	fwd := "unknown"
+	if h.IPForward != nil {
+		fwd = "0"
+		if *h.IPForward {
+			fwd = "1"
+		}
+	}
+	fmt.Fprintf(&b, "libvirt: %s\n", Dash(r.URI))
+	fmt.Fprintf(&b, "host: net.ipv4.ip_forward=%s uplink=%s ipv6_default_route=%s\n", fwd, Dash(h.Uplink), yesNo(h.IPv6DefaultRoute))
+	f := h.Firewall
+	if f.Read {
+		fmt.Fprintf(&b, "firewall: backend=%s libvirt_rules=%s forward_policy=%s docker=%s ufw=%s firewalld=%s\n",
+			Dash(f.Backend), Dash(f.LibvirtRules), Dash(f.ForwardPolicy), yesNo(f.Docker), Dash(f.UFW), Dash(f.Firewalld))
+	} else {
+		b.WriteString("firewall: not read\n")
+	}
+	b.WriteString("\n")
+	var rows [][]string
+	for _, n := range r.Networks {
+		leases := "?"
+		if n.Leases >= 0 {
+			leases = fmt.Sprint(n.Leases)
+		}
+		egress := n.Egress
+		if n.EgressRule != "" {
+			egress += " (" + n.EgressRule + ")"
+		}
+		rows = append(rows, []string{n.Name, yesNo(n.Active), yesNo(n.Autostart), n.Forward, Dash(n.Bridge), n.BridgeState,
+			Dash(n.Subnet), yesNo(n.DHCP), leases, n.Dnsmasq, n.Masquerade, egress})
+	}
+	writeTable(&b, pal, []string{"NETWORK", "ACTIVE", "AUTOSTART", "FORWARD", "BRIDGE", "BRIDGE-STATE", "SUBNET", "DHCP", "LEASES",
+		"DNSMASQ", "MASQUERADE", "EGRESS"}, rows, nil)
+	if len(h.Bridges) > 0 {
+		b.WriteString("\n")
+		rows = nil
+		for _, br := range h.Bridges {
+			rows = append(rows, []string{br.Name, br.State, yesNo(br.STP), Dash(strings.Join(br.Addresses, ",")), Dash(strings.Join(br.Ports, ","))})
+		}
+		writeTable(&b, pal, []string{"BRIDGE", "STATE", "STP", "ADDRESSES", "PORTS"}, rows, nil)
+	}
+	fs := r.HostFindings()
+	writeFindings(&b, pal, fs)
+	if len(fs) == 0 {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "%s: %s\n", Plural(len(r.Networks), "network", "networks"), countLine(fs))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
