@@ -19,6 +19,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
+	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
@@ -135,7 +136,7 @@ func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, en
 			closers = append(closers, func() { _ = hn.Close() })
 			sources.HostNet = hn
 		} else {
-			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %v\n", err)
+			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %s\n", output.Sanitize(err.Error()))
 		}
 		run := env.runner()
 		files := env.files()
