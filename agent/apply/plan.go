@@ -226,6 +226,13 @@ func (p *planner) ensure(a EnsureAction) error {
 	idx := slices.IndexFunc(p.profiles, func(pr nm.Profile) bool { return pr.ID == spec.ID() })
 	activate := true
 	switch {
+	case idx >= 0 && !p.profiles[idx].ManagedByKvmnet:
+		// Adopting it would keep every other setting someone else gave it (permissions, 802-1x,
+		// ignore-auto-dns) under kvmnet's name. RemoveConflictingProfiles replaces it, with the
+		// user's consent to the plan.
+		pr := p.profiles[idx]
+		return fmt.Errorf("%w: profile %q (uuid %s) has the name kvmnet uses but not its marker (managed_by_kvmnet=false: no %s in its user data), so someone else made it; kvmnet adopts only its own profiles: rename it (nmcli connection modify %s connection.id NEW-NAME) or delete it, or let the fix replace it (kvmnetctl guests fix sends RemoveConflictingProfiles first); nothing was changed",
+			ErrPrecondition, pr.ID, pr.UUID, nm.ManagedKey, pr.UUID)
 	case idx >= 0 && p.profiles[idx].Type != nm.EthernetType:
 		old := p.profiles[idx]
 		p.deleteProfile(old, fmt.Sprintf("has type %s, kvmnet needs %s", old.Type, nm.EthernetType))
@@ -321,12 +328,14 @@ func (p *planner) removeConflicts(a RemoveConflictsAction) error {
 		if pr.Type != nm.EthernetType {
 			continue
 		}
-		if pr.ID == keep && !kept {
+		if pr.ID == keep && !kept && pr.ManagedByKvmnet {
 			kept = true
 			continue
 		}
 		var why string
 		switch {
+		case pr.ID == keep && !pr.ManagedByKvmnet:
+			why = fmt.Sprintf("has the name kvmnet uses for %s but not kvmnet's marker (managed_by_kvmnet=false): made by someone else, replaced by kvmnet's own", nic.Name)
 		case pr.BoundTo(nic.Name, nic.MAC):
 			why = fmt.Sprintf("bound to %s (interface-name=%q mac=%q), which gets %s", nic.Name, pr.InterfaceName, pr.MAC, keep)
 		case pr.Active && pr.ActiveDevice == nic.Name:

@@ -83,7 +83,7 @@ func (d *Discoverer) Snapshot() ([]*kvmnetv1.Interface, []*kvmnetv1.Route, error
 	}
 	names := make(map[int]string, len(links))
 	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
+		names[l.Attrs().Index] = DisplayName(l.Attrs().Name)
 	}
 	routes, err := d.routes(names)
 	if err != nil {
@@ -132,7 +132,7 @@ func (d *Discoverer) Routes() ([]*kvmnetv1.Route, error) {
 	}
 	names := make(map[int]string, len(links))
 	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
+		names[l.Attrs().Index] = DisplayName(l.Attrs().Name)
 	}
 	return d.routes(names)
 }
@@ -204,7 +204,7 @@ func (d *Discoverer) convertLink(l netlink.Link, addrs []netlink.Addr) *kvmnetv1
 	a := l.Attrs()
 	driver, pci := deviceInfo(d.sysRoot, a.Name)
 	in := &kvmnetv1.Interface{
-		Name:      a.Name,
+		Name:      DisplayName(a.Name),
 		Mac:       a.HardwareAddr.String(),
 		Kind:      l.Type(),
 		Driver:    driver,

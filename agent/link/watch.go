@@ -27,7 +27,7 @@ type linkState struct {
 func stateOf(l netlink.Link) linkState {
 	a := l.Attrs()
 	return linkState{
-		name:    a.Name,
+		name:    DisplayName(a.Name),
 		adminUp: a.RawFlags&unix.IFF_UP != 0,
 		oper:    a.OperState.String(),
 		carrier: a.RawFlags&unix.IFF_LOWER_UP != 0,
@@ -197,7 +197,7 @@ func (w *watcher) onAddr(u netlink.AddrUpdate) *kvmnetv1.Event {
 		if isLoopback(l) {
 			return nil
 		}
-		name = l.Attrs().Name
+		name = DisplayName(l.Attrs().Name)
 	} else {
 		name = fmt.Sprintf("if%d", u.LinkIndex)
 	}

@@ -111,8 +111,9 @@ func TestCollect(t *testing.T) {
 		return snapshot.Host{Uplink: "eth0", IPForward: true, IPForwardKnown: true}, nil
 	})
 	var fwUplink string
-	fw := FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
-		fwUplink = uplink
+	var fwDomains int
+	fw := FirewallFunc(func(ctx context.Context, in FirewallInput) (snapshot.Firewall, error) {
+		fwUplink, fwDomains = in.Uplink, len(in.Domains)
 		return snapshot.Firewall{Read: true, Backend: "iptables-nft"}, nil
 	})
 	access := accessFunc(func(doms []snapshot.Domain) error {
@@ -133,7 +134,7 @@ func TestCollect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.TakenAt.Equal(now) || s.URI != "qemu:///system" || !s.Host.Read || s.Host.Uplink != "eth0" || fwUplink != "eth0" ||
+	if !s.TakenAt.Equal(now) || s.URI != "qemu:///system" || !s.Host.Read || s.Host.Uplink != "eth0" || fwUplink != "eth0" || fwDomains != len(s.Domains) ||
 		!slices.Equal(hostNets, []string{"default"}) || !s.Firewall.Read {
 		t.Errorf("host/firewall wiring wrong: %+v %+v uplink to firewall %q", s.Host, s.Firewall, fwUplink)
 	}
@@ -212,7 +213,7 @@ func TestCollectErrors(t *testing.T) {
 		host := HostNetFunc(func(context.Context, []snapshot.Network) (snapshot.Host, error) {
 			return snapshot.Host{}, errors.New("netlink: operation not permitted")
 		})
-		fw := FirewallFunc(func(context.Context, []snapshot.Network, string) (snapshot.Firewall, error) {
+		fw := FirewallFunc(func(context.Context, FirewallInput) (snapshot.Firewall, error) {
 			return snapshot.Firewall{}, errors.New("iptables-save: not found")
 		})
 		c, _ := New(Sources{Libvirt: &fakeLibvirt{uri: "qemu:///system"}, HostNet: host, Firewall: fw}, Options{})

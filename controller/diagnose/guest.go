@@ -104,8 +104,8 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 	}
 	for _, n := range gc.nics {
 		gc.rep.NICs = append(gc.rep.NICs, *n.row)
-		if n.netName != "" {
-			for _, c := range d.affects[n.netName] {
+		if key := d.causeKey(n); key != "" {
+			for _, c := range d.affects[key] {
 				if !slices.Contains(gc.rep.HostCauses, c) {
 					gc.rep.HostCauses = append(gc.rep.HostCauses, c)
 				}

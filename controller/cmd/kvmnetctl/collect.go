@@ -139,12 +139,14 @@ func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, en
 		}
 		run := env.runner()
 		files := env.files()
-		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
+		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, in collect.FirewallInput) (snapshot.Firewall, error) {
 			st, err := firewall.NewReader(run, firewall.Options{Files: files}).Read(ctx)
 			if err != nil {
 				return snapshot.Firewall{}, err
 			}
-			return st.Snapshot(nets, uplink), nil
+			fw := st.Snapshot(in.Networks, in.Uplink)
+			fw.Flows = append(fw.Flows, st.BridgedFlows(firewall.BridgedPaths(in.Networks, in.Host, in.Domains), in.Host.BridgeNF)...)
+			return fw, nil
 		})
 		in := access.Inspector{Root: env.root()}
 		if acc, err := access.ReadAccounts(filepath.Join(env.root(), "/etc")); err == nil {
