@@ -89,6 +89,10 @@ type GuestPlan struct {
 // Empty reports whether the plan asks the agent for nothing.
 func (p GuestPlan) Empty() bool { return len(p.Request.GetActions()) == 0 }
 
+// ErrNoAgent is wrapped when the guest has no answering kvmnet agent but could get one through
+// qemu-guest-agent (`kvmnetctl guests install-agent`).
+var ErrNoAgent = errors.New("no kvmnet agent")
+
 // Guest builds the fix plan for opts.Domain from a snapshot and its findings. It returns an error
 // (and no plan) when the guest cannot be fixed through its agent at all: unknown domain, domain not
 // running, NIC not in the domain, agent unreachable or in report-only mode.
@@ -106,6 +110,9 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	}
 	g, ok := s.FindGuest(dom.Name)
 	switch {
+	case ok && !g.Reachable && g.QGA != nil && g.QGA.Answered:
+		return GuestPlan{}, fmt.Errorf("%w: %q has no answering kvmnet agent but qemu-guest-agent answers: run `kvmnetctl guests install-agent %s`, then `kvmnetctl guests fix %s` again",
+			ErrNoAgent, dom.Name, dom.Name, dom.Name)
 	case !ok || g.Transport == snapshot.TransportNone:
 		return GuestPlan{}, fmt.Errorf("domain %q has no kvmnet agent channel; add it with `kvmnetctl guests enable-channel %s`, install kvmnet-agent in the guest, then retry", dom.Name, dom.Name)
 	case !g.Reachable:
