@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"google.golang.org/grpc"
@@ -124,10 +125,10 @@ type Options struct {
 	// Timeout bounds libvirt enumeration, and then — once — the host sources and all guests together:
 	// every guest gets the same deadline, so a hung guest costs at most Timeout. Default 10 s.
 	Timeout time.Duration
-	// Checks runs RunChecks on every reachable guest (see BuildChecks).
+	// Checks runs RunChecks on every reachable guest (see checks.Status).
 	Checks bool
 	// Targets of the checks.
-	Targets CheckTargets
+	Targets checks.Targets
 	// Workers bounds how many guests are queried at once (0: all at once). With a bound every guest
 	// gets its own Timeout from when its query starts, all within the caller's context; a guest still
 	// waiting when that context ends is reported TimedOut without being dialled.
@@ -169,7 +170,7 @@ func New(src Sources, opts Options) (*Collector, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	opts.Targets = opts.Targets.withDefaults()
+	opts.Targets = opts.Targets.WithDefaults()
 	return &Collector{src: src, opts: opts}, nil
 }
 

@@ -207,8 +207,8 @@ func TestGuestPlanVerificationChecks(t *testing.T) {
 	want := []string{
 		"gateway-v4 CHECK_KIND_PING ",
 		"dns-v4 CHECK_KIND_DNS example.org",
-		"dns-tcp-default CHECK_KIND_TCP 192.168.122.1:53",
-		"url-1 CHECK_KIND_HTTP http://deb.debian.org/debian/",
+		"dnsmasq-tcp CHECK_KIND_TCP 192.168.122.1:53",
+		"http-v4 CHECK_KIND_HTTP http://deb.debian.org/debian/",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("checks:\n got %q\nwant %q", got, want)

@@ -14,11 +14,13 @@ import (
 
 	"github.com/kvmnet/kvmnet/controller/access"
 	"github.com/kvmnet/kvmnet/controller/agentclient"
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
+	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
@@ -32,20 +34,20 @@ type collectFlags struct {
 	urls     []string
 }
 
-func (f *collectFlags) register(fs *pflag.FlagSet, checks bool) {
-	if checks {
+func (f *collectFlags) register(fs *pflag.FlagSet, withChecks bool) {
+	if withChecks {
 		fs.BoolVar(&f.noChecks, "no-checks", false, "do not run connectivity checks in the guests (gateway, DNS, TCP egress)")
-		fs.StringVar(&f.dnsName, "check-name", "deb.debian.org", "host name the guests resolve through their own resolver")
-		fs.StringSliceVar(&f.targets, "check-target", nil, "TCP egress target host:port checked from each guest (default deb.debian.org:80; repeatable)")
+		fs.StringVar(&f.dnsName, "check-name", checks.DefaultName, "host name the guests resolve through their own resolver")
+		fs.StringSliceVar(&f.targets, "check-target", nil, "TCP egress target host:port checked from each guest (default: the --check-name host, port 80; repeatable)")
 		fs.StringSliceVar(&f.urls, "check-url", nil, "URL fetched from each guest with HTTP GET (repeatable)")
 	}
 }
 
-func (f *collectFlags) options(g *Globals, checks bool, domains []string) collect.Options {
+func (f *collectFlags) options(g *Globals, withChecks bool, domains []string) collect.Options {
 	return collect.Options{
 		Timeout: g.Timeout,
-		Checks:  checks && !f.noChecks,
-		Targets: collect.CheckTargets{DNSName: f.dnsName, Egress: f.targets, URLs: f.urls},
+		Checks:  withChecks && !f.noChecks,
+		Targets: checks.Targets{DNSName: f.dnsName, Egress: f.targets, URLs: f.urls},
 		Domains: domains,
 	}
 }
@@ -135,7 +137,7 @@ func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, en
 			closers = append(closers, func() { _ = hn.Close() })
 			sources.HostNet = hn
 		} else {
-			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %v\n", err)
+			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %s\n", output.Sanitize(err.Error()))
 		}
 		run := env.runner()
 		files := env.files()
