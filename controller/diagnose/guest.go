@@ -189,7 +189,7 @@ func isV4(ip string) bool {
 
 func (gc *guestCtx) row(n *nicCtx) *NICReport {
 	r := &NICReport{
-		MAC: n.nic.MAC, Network: n.netName, Bridge: n.bridge, Type: n.nic.Type, Vnet: n.nic.Target,
+		MAC: n.nic.MAC, Network: n.netName, Bridge: n.bridge, Type: n.nic.Type, Vnet: n.nic.Target, Backend: n.nic.Backend,
 		LinkState: n.nic.LinkState, GuestIPv4: []string{}, NeighborIPv4: n.neigh, IPv6: "unknown", AptIPv4: "unknown", Checks: "-",
 	}
 	if r.LinkState == "" {
@@ -409,6 +409,10 @@ func (gc *guestCtx) qemuGA() {
 
 func (gc *guestCtx) nicRules(n *nicCtx) {
 	d := gc.d
+	if n.nic.Type == "user" && n.nic.Backend == snapshot.NICBackendPasst {
+		gc.passt(n)
+		return
+	}
 	if n.nic.Type == "user" {
 		gc.addNIC(n, Finding{
 			Code: CodeSessionUsermodeNetwork, Severity: SeverityWarning,

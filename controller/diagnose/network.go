@@ -586,6 +586,9 @@ func (d *diag) egressBlocked(n *snapshot.Network, f snapshot.Flow, fw snapshot.F
 			fd.Fix = fmt.Sprintf("remove that rule or insert an ACCEPT for %s before it in %s (persist with the tool that owns the rule)", orNone(n.Subnet()), f.Chain)
 		}
 	}
+	if len(fw.Backends) > 1 && f.Backend != "" {
+		fd.Summary += "; decided by " + decidedBy(f, fw)
+	}
 	d.addHost(fd)
 }
 
@@ -764,8 +767,9 @@ func (d *diag) networkReports() []NetworkReport {
 		if !expectsEgress(n) {
 			nr.Egress = "n/a"
 		} else if f, ok := d.egressFlow(n.Name); ok {
-			nr.Egress, nr.EgressRule = string(f.Verdict), f.Rule
+			nr.Egress, nr.EgressRule, nr.EgressBackend = string(f.Verdict), f.Rule, f.Backend
 		}
+		nr.ReturnRoute = d.returnRoute(n)
 		nr.Healthy = len(d.affects[n.Name]) == 0
 		out = append(out, nr)
 	}
