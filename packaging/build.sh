@@ -11,7 +11,7 @@
 # gcc-aarch64-linux-gnu + libc6-dev-arm64-cross, which scripts/install-deps.sh installs).
 #
 # Output: dist/kvmnet-agent_<ver>_<arch>.deb, dist/kvmnet-agent-<ver>.<rpmarch>.rpm (x86_64, aarch64),
-# the same for kvmnetctl, dist/VERSION (the package version) and dist/build/ (binaries, man pages,
+# the same for kvmnetctl (which carries every agent package under /usr/share/kvmnet/agent/), dist/VERSION (the package version) and dist/build/ (binaries, man pages,
 # completions).
 set -euo pipefail
 
@@ -166,6 +166,13 @@ package() { # name arch bindir
 for arch in $AGENT_ARCHES; do
 	package kvmnet-agent "$arch" "$BUILD/agent-$arch"
 done
+# kvmnetctl ships the agent packages it installs into guests (`kvmnetctl guests install-agent`):
+# /usr/share/kvmnet/agent/ holds every agent .deb and .rpm built above.
+AGENT_PKG_DIR=$BUILD/agent-pkgs
+rm -rf "$AGENT_PKG_DIR"
+mkdir -p "$AGENT_PKG_DIR"
+cp "$DIST"/kvmnet-agent_*.deb "$DIST"/kvmnet-agent-*.rpm "$AGENT_PKG_DIR"/
+export AGENT_PKG_DIR
 for arch in $ctl_arches; do
 	package kvmnetctl "$arch" "$BUILD/ctl-$arch"
 done

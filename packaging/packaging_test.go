@@ -336,6 +336,23 @@ func checkCtlDeb(t *testing.T, deb, ver, arch string) {
 	if !strings.Contains(string(tmpf), "d /var/lib/kvmnet/channels 0700 - - -") {
 		t.Errorf("tmpfiles entry: %s", tmpf)
 	}
+	// Every agent package build.sh made ships inside kvmnetctl, byte for byte (guests install-agent).
+	agents, _ := filepath.Glob(filepath.Join(filepath.Dir(deb), "kvmnet-agent*"))
+	if len(agents) == 0 {
+		t.Errorf("no agent packages next to %s", deb)
+	}
+	for _, a := range agents {
+		p := "/usr/share/kvmnet/agent/" + filepath.Base(a)
+		if e, ok := files[p]; !ok || e.perms != "-rw-r--r--" || e.owner != "root/root" {
+			t.Errorf("deb %s: %+v present=%v, want -rw-r--r-- root/root", p, e, ok)
+			continue
+		}
+		want, _ := os.ReadFile(a)
+		got, _ := os.ReadFile(filepath.Join(root, p))
+		if len(want) == 0 || !bytes.Equal(got, want) {
+			t.Errorf("deb %s differs from %s (%d vs %d bytes)", p, a, len(got), len(want))
+		}
+	}
 }
 
 func checkCtlRPM(t *testing.T, rpm, ver, arch string) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"google.golang.org/grpc"
@@ -43,18 +44,31 @@ func (f HostNetFunc) Host(ctx context.Context, nets []snapshot.Network) (snapsho
 	return f(ctx, nets)
 }
 
-// FirewallSource reads the rule sets and evaluates guest flows of the given networks leaving through
-// uplink (controller/firewall: Reader.Read + State.Snapshot).
+// FirewallInput is what the firewall's flows are evaluated over.
+type FirewallInput struct {
+	// Networks are libvirt's networks (NAT/routed flows per network).
+	Networks []snapshot.Network
+	// Uplink is the host's default-route interface ("" when unknown).
+	Uplink string
+	// Host holds the bridges and br_netfilter's sysctls (bridged guests' flows).
+	Host snapshot.Host
+	// Domains are libvirt's domains (bridged NICs and their taps).
+	Domains []snapshot.Domain
+}
+
+// FirewallSource reads the rule sets and evaluates guest flows: each network's leaving through the
+// uplink, and bridged guests' through br_netfilter (controller/firewall: Reader.Read, State.Snapshot,
+// State.BridgedFlows).
 type FirewallSource interface {
-	Firewall(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error)
+	Firewall(ctx context.Context, in FirewallInput) (snapshot.Firewall, error)
 }
 
 // FirewallFunc adapts a function to FirewallSource.
-type FirewallFunc func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error)
+type FirewallFunc func(ctx context.Context, in FirewallInput) (snapshot.Firewall, error)
 
 // Firewall calls f.
-func (f FirewallFunc) Firewall(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
-	return f(ctx, nets, uplink)
+func (f FirewallFunc) Firewall(ctx context.Context, in FirewallInput) (snapshot.Firewall, error) {
+	return f(ctx, in)
 }
 
 // ChannelAccessSource sets Domain.ChannelAccess for the domains whose kvmnet channel socket it can
@@ -111,10 +125,10 @@ type Options struct {
 	// Timeout bounds libvirt enumeration, and then — once — the host sources and all guests together:
 	// every guest gets the same deadline, so a hung guest costs at most Timeout. Default 10 s.
 	Timeout time.Duration
-	// Checks runs RunChecks on every reachable guest (see BuildChecks).
+	// Checks runs RunChecks on every reachable guest (see checks.Status).
 	Checks bool
 	// Targets of the checks.
-	Targets CheckTargets
+	Targets checks.Targets
 	// Workers bounds how many guests are queried at once (0: all at once). With a bound every guest
 	// gets its own Timeout from when its query starts, all within the caller's context; a guest still
 	// waiting when that context ends is reported TimedOut without being dialled.
@@ -156,7 +170,7 @@ func New(src Sources, opts Options) (*Collector, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	opts.Targets = opts.Targets.withDefaults()
+	opts.Targets = opts.Targets.WithDefaults()
 	return &Collector{src: src, opts: opts}, nil
 }
 
@@ -267,7 +281,7 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Snapshot, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		snap.Host, snap.Firewall = c.host(pctx, nets, local, addErr)
+		snap.Host, snap.Firewall = c.host(pctx, nets, doms, local, addErr)
 	}()
 	var access []snapshot.Domain
 	if c.src.Access != nil && local {
@@ -295,7 +309,7 @@ func (c *Collector) Collect(ctx context.Context) (snapshot.Snapshot, error) {
 }
 
 // host reads the host network and then the firewall (which needs the uplink).
-func (c *Collector) host(ctx context.Context, nets []snapshot.Network, local bool, addErr func(error)) (snapshot.Host, snapshot.Firewall) {
+func (c *Collector) host(ctx context.Context, nets []snapshot.Network, doms []snapshot.Domain, local bool, addErr func(error)) (snapshot.Host, snapshot.Firewall) {
 	var h snapshot.Host
 	fw := snapshot.Firewall{Error: "no firewall source: the libvirt connection is not to this host (remote or test driver)"}
 	if !local {
@@ -318,7 +332,7 @@ func (c *Collector) host(ctx context.Context, nets []snapshot.Network, local boo
 	}
 	if c.src.Firewall != nil {
 		got, err := bounded(ctx, func(ctx context.Context) (snapshot.Firewall, error) {
-			return c.src.Firewall.Firewall(ctx, nets, h.Uplink)
+			return c.src.Firewall.Firewall(ctx, FirewallInput{Networks: nets, Uplink: h.Uplink, Host: h, Domains: doms})
 		})
 		if err != nil {
 			fw = snapshot.Firewall{Read: false, Error: err.Error()}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
-	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
 func TestEndpoints(t *testing.T) {
@@ -41,56 +40,6 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
-func TestBuildChecks(t *testing.T) {
-	nets := []snapshot.Network{defaultNet()}
-	dom := runningDomain("vm1", "/x.sock")
-	names := func(cs []*kvmnetv1.Check) []string {
-		var out []string
-		for _, c := range cs {
-			out = append(out, c.GetName()+"("+c.GetFamily().String()+" "+c.GetTarget()+")")
-		}
-		return out
-	}
-	v6 := guestState("vm1")
-	v6.Ipv6 = &kvmnetv1.IPv6State{HasGlobalAddress: true, HasDefaultRoute: true}
-	noRoute := guestState("vm1")
-	noRoute.Routes, noRoute.Interfaces[0].DefaultRouteV4 = nil, false
-	for _, tc := range []struct {
-		name string
-		st   *kvmnetv1.GuestState
-		t    CheckTargets
-		want []string
-	}{
-		{"IPv4 guest on a NAT network", guestState("vm1"), CheckTargets{}, []string{
-			"gateway-v4(FAMILY_V4 )", "dnsmasq-tcp(FAMILY_V4 192.168.122.1:53)", "dns-v4(FAMILY_V4 deb.debian.org)", "egress-v4(FAMILY_V4 deb.debian.org:80)"}},
-		{"user targets and a URL", guestState("vm1"), CheckTargets{DNSName: "example.org", Egress: []string{"203.0.113.1:443"}, URLs: []string{"http://203.0.113.1/"}}, []string{
-			"gateway-v4(FAMILY_V4 )", "dnsmasq-tcp(FAMILY_V4 192.168.122.1:53)", "dns-v4(FAMILY_V4 example.org)", "egress-v4(FAMILY_V4 203.0.113.1:443)",
-			"http-v4(FAMILY_V4 http://203.0.113.1/)"}},
-		{"global IPv6 adds the v6 variants", v6, CheckTargets{}, []string{
-			"gateway-v4(FAMILY_V4 )", "dnsmasq-tcp(FAMILY_V4 192.168.122.1:53)", "dns-v4(FAMILY_V4 deb.debian.org)", "egress-v4(FAMILY_V4 deb.debian.org:80)",
-			"gateway-v6(FAMILY_V6 )", "dns-v6(FAMILY_V6 deb.debian.org)", "egress-v6(FAMILY_V6 deb.debian.org:80)"}},
-		{"no default route: no checks", noRoute, CheckTargets{}, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := BuildChecks(tc.st, dom, nets, tc.t, 10*time.Second)
-			if !slices.Equal(names(got), tc.want) {
-				t.Errorf("checks = %v\nwant %v", names(got), tc.want)
-			}
-			for _, c := range got {
-				if c.GetTimeoutMs() != 3000 {
-					t.Errorf("%s timeout %d ms, want 3000", c.GetName(), c.GetTimeoutMs())
-				}
-			}
-		})
-	}
-	// A short budget shrinks the check timeouts so results come back before the deadline.
-	for _, c := range BuildChecks(guestState("vm1"), dom, nets, CheckTargets{}, time.Second) {
-		if c.GetTimeoutMs() != 800 {
-			t.Errorf("with 1s left, %s timeout = %d ms, want 800", c.GetName(), c.GetTimeoutMs())
-		}
-	}
-}
-
 func TestCollect(t *testing.T) {
 	dir := t.TempDir()
 	ok := &fakeAgent{state: guestState("vm1")}
@@ -111,8 +60,9 @@ func TestCollect(t *testing.T) {
 		return snapshot.Host{Uplink: "eth0", IPForward: true, IPForwardKnown: true}, nil
 	})
 	var fwUplink string
-	fw := FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
-		fwUplink = uplink
+	var fwDomains int
+	fw := FirewallFunc(func(ctx context.Context, in FirewallInput) (snapshot.Firewall, error) {
+		fwUplink, fwDomains = in.Uplink, len(in.Domains)
 		return snapshot.Firewall{Read: true, Backend: "iptables-nft"}, nil
 	})
 	access := accessFunc(func(doms []snapshot.Domain) error {
@@ -133,7 +83,7 @@ func TestCollect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.TakenAt.Equal(now) || s.URI != "qemu:///system" || !s.Host.Read || s.Host.Uplink != "eth0" || fwUplink != "eth0" ||
+	if !s.TakenAt.Equal(now) || s.URI != "qemu:///system" || !s.Host.Read || s.Host.Uplink != "eth0" || fwUplink != "eth0" || fwDomains != len(s.Domains) ||
 		!slices.Equal(hostNets, []string{"default"}) || !s.Firewall.Read {
 		t.Errorf("host/firewall wiring wrong: %+v %+v uplink to firewall %q", s.Host, s.Firewall, fwUplink)
 	}
@@ -212,7 +162,7 @@ func TestCollectErrors(t *testing.T) {
 		host := HostNetFunc(func(context.Context, []snapshot.Network) (snapshot.Host, error) {
 			return snapshot.Host{}, errors.New("netlink: operation not permitted")
 		})
-		fw := FirewallFunc(func(context.Context, []snapshot.Network, string) (snapshot.Firewall, error) {
+		fw := FirewallFunc(func(context.Context, FirewallInput) (snapshot.Firewall, error) {
 			return snapshot.Firewall{}, errors.New("iptables-save: not found")
 		})
 		c, _ := New(Sources{Libvirt: &fakeLibvirt{uri: "qemu:///system"}, HostNet: host, Firewall: fw}, Options{})

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -60,6 +60,11 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	}
 	start := time.Now()
 	r, err := bounded(ctx, func(ctx context.Context) (snapshot.Guest, error) { return c.query(ctx, dom, eps, nets), nil })
+	if err == nil && !r.Reachable && ctx.Err() != nil {
+		// The call failed because the deadline passed (its error only echoes that): the same
+		// outcome as bounded giving up first, whichever of the two won the race.
+		err = ctx.Err()
+	}
 	if err != nil {
 		g.Error = fmt.Sprintf("no answer within %s: %v", c.opts.Timeout, err)
 		g.TimedOut = true
@@ -120,9 +125,9 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 		}
 		g.Latency, g.State, g.Reachable, g.Error = time.Since(t0), st, true, ""
 		if c.opts.Checks {
-			checks := BuildChecks(st, dom, nets, c.opts.Targets, remaining(ctx))
-			if len(checks) > 0 {
-				resp, err := a.RunChecks(ctx, &kvmnetv1.RunChecksRequest{Checks: checks})
+			cs := checks.Status(st, dom, nets, c.opts.Targets, remaining(ctx))
+			if len(cs) > 0 {
+				resp, err := a.RunChecks(ctx, &kvmnetv1.RunChecksRequest{Checks: cs})
 				if err != nil {
 					g.Error = fmt.Sprintf("RunChecks: %v", err)
 				} else {
@@ -164,100 +169,6 @@ func remaining(ctx context.Context) time.Duration {
 		return time.Until(dl)
 	}
 	return 0
-}
-
-// CheckTargets are the targets of the connectivity checks.
-type CheckTargets struct {
-	// DNSName is resolved through the guest's resolver (default "deb.debian.org").
-	DNSName string
-	// Egress are "host:port" TCP targets beyond the host (default "deb.debian.org:80").
-	Egress []string
-	// URLs are fetched with HTTP GET (none by default; `--check-url`).
-	URLs []string
-}
-
-func (t CheckTargets) withDefaults() CheckTargets {
-	if t.DNSName == "" {
-		t.DNSName = "deb.debian.org"
-	}
-	if len(t.Egress) == 0 {
-		t.Egress = []string{"deb.debian.org:80"}
-	}
-	return t
-}
-
-// Check names, as collect gives them (diagnose classifies by kind, family and target, not by name).
-const (
-	CheckGatewayV4 = "gateway-v4"
-	CheckDnsmasq   = "dnsmasq-tcp"
-	CheckDNSV4     = "dns-v4"
-	CheckEgressV4  = "egress-v4"
-	CheckHTTPV4    = "http-v4"
-	CheckGatewayV6 = "gateway-v6"
-	CheckDNSV6     = "dns-v6"
-	CheckEgressV6  = "egress-v6"
-)
-
-// BuildChecks returns the checks that tell the failure modes apart: IPv4 gateway ping, TCP to the
-// bridge's dnsmasq (bridge-ip:53), DNS through the guest's resolver, TCP/HTTP egress, and — when the
-// guest has global IPv6 — the IPv6 variants ("IPv6 hangs"). Each check's timeout fits in budget (the
-// time left before the collection deadline) so results come back before it. Nothing is returned for
-// a guest without an IPv4 default route (diagnose names that cause without checks).
-func BuildChecks(st *kvmnetv1.GuestState, dom snapshot.Domain, nets []snapshot.Network, t CheckTargets, budget time.Duration) []*kvmnetv1.Check {
-	t = t.withDefaults()
-	defIf := snapshot.DefaultIfaceV4(st)
-	if defIf == "" {
-		return nil
-	}
-	timeout := uint32(3000)
-	if budget > 0 {
-		// leave room for the round trip; checks run concurrently in the agent
-		ms := (budget - budget/5).Milliseconds()
-		if ms < int64(timeout) {
-			timeout = uint32(max(ms, 1))
-		}
-	}
-	mk := func(name string, kind kvmnetv1.CheckKind, target string, fam kvmnetv1.Family) *kvmnetv1.Check {
-		return &kvmnetv1.Check{Name: name, Kind: kind, Target: target, Family: fam, TimeoutMs: timeout}
-	}
-	v4, v6 := kvmnetv1.Family_FAMILY_V4, kvmnetv1.Family_FAMILY_V6
-	out := []*kvmnetv1.Check{mk(CheckGatewayV4, kvmnetv1.CheckKind_CHECK_KIND_PING, "", v4)}
-	if bip := bridgeIPFor(st, defIf, dom, nets); bip != "" {
-		out = append(out, mk(CheckDnsmasq, kvmnetv1.CheckKind_CHECK_KIND_TCP, net.JoinHostPort(bip, "53"), v4))
-	}
-	out = append(out, mk(CheckDNSV4, kvmnetv1.CheckKind_CHECK_KIND_DNS, t.DNSName, v4))
-	for _, e := range t.Egress {
-		out = append(out, mk(CheckEgressV4, kvmnetv1.CheckKind_CHECK_KIND_TCP, e, v4))
-	}
-	for _, u := range t.URLs {
-		out = append(out, mk(CheckHTTPV4, kvmnetv1.CheckKind_CHECK_KIND_HTTP, u, v4))
-	}
-	v6s := st.GetIpv6()
-	if v6s != nil && !v6s.GetAllDisabled() && (v6s.GetHasGlobalAddress() || v6s.GetHasDefaultRoute()) {
-		if v6s.GetHasDefaultRoute() {
-			out = append(out, mk(CheckGatewayV6, kvmnetv1.CheckKind_CHECK_KIND_PING, "", v6))
-		}
-		out = append(out, mk(CheckDNSV6, kvmnetv1.CheckKind_CHECK_KIND_DNS, t.DNSName, v6))
-		for _, e := range t.Egress {
-			out = append(out, mk(CheckEgressV6, kvmnetv1.CheckKind_CHECK_KIND_TCP, e, v6))
-		}
-	}
-	return out
-}
-
-// bridgeIPFor is the host's IPv4 on the libvirt network of the guest interface ifname (matched to
-// the domain NIC by MAC).
-func bridgeIPFor(st *kvmnetv1.GuestState, ifname string, dom snapshot.Domain, nets snapshot.Networks) string {
-	for _, it := range st.GetInterfaces() {
-		if it.GetName() != ifname {
-			continue
-		}
-		if nic, ok := dom.NIC(snapshot.ParseMAC(it.GetMac())); ok {
-			n, _ := nets.Of(nic)
-			return n.BridgeIPv4()
-		}
-	}
-	return ""
 }
 
 // ErrNoDomain is returned by SelectDomains for names libvirt does not know.

@@ -169,7 +169,7 @@ func (gc *guestCtx) checkRules() {
 		evd = append(evd, flowEvidence(f)...)
 	}
 	fix := "kvmnetctl host check (names the rule that drops the flow), then kvmnetctl host fix"
-	if causes := gc.d.affects[n.netName]; len(causes) > 0 {
+	if causes := gc.d.affects[gc.d.causeKey(n)]; len(causes) > 0 {
 		var cs []string
 		for _, c := range causes {
 			cs = append(cs, string(c))

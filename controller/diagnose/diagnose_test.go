@@ -415,7 +415,7 @@ func cases() []tcase {
 
 func TestDiagnose(t *testing.T) {
 	seen := map[Code]bool{}
-	for _, tc := range cases() {
+	for _, tc := range append(cases(), bridgedCases()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.base()
 			if tc.mutate != nil {

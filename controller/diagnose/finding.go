@@ -42,6 +42,15 @@ const (
 	CodeFirewallUnreadable Code = "firewall_unreadable"
 	// CodeDnsmasqDown: libvirt's dnsmasq for a network is not running or not answering DNS.
 	CodeDnsmasqDown Code = "dnsmasq_down"
+	// CodeBridgeNetfilterDrop: br_netfilter hands bridged guest frames to the IP forward hook
+	// (bridge-nf-call-iptables=1) and a rule or policy there drops them.
+	CodeBridgeNetfilterDrop Code = "bridge_netfilter_drop"
+	// CodeHostBridgeDown: a host bridge guests are plugged into (type='bridge') is missing or down.
+	CodeHostBridgeDown Code = "host_bridge_down"
+	// CodeHostBridgeNoUplink: a host bridge with guests has no uplink port, or its uplink is down.
+	CodeHostBridgeNoUplink Code = "host_bridge_no_uplink"
+	// CodeBridgePortBlocked: a bridged guest's tap is not in STP state forwarding.
+	CodeBridgePortBlocked Code = "bridge_port_blocked"
 )
 
 // Guest codes.

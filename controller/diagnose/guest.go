@@ -104,8 +104,8 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 	}
 	for _, n := range gc.nics {
 		gc.rep.NICs = append(gc.rep.NICs, *n.row)
-		if n.netName != "" {
-			for _, c := range d.affects[n.netName] {
+		if key := d.causeKey(n); key != "" {
+			for _, c := range d.affects[key] {
 				if !slices.Contains(gc.rep.HostCauses, c) {
 					gc.rep.HostCauses = append(gc.rep.HostCauses, c)
 				}
@@ -189,7 +189,7 @@ func isV4(ip string) bool {
 
 func (gc *guestCtx) row(n *nicCtx) *NICReport {
 	r := &NICReport{
-		MAC: n.nic.MAC, Network: n.netName, Bridge: n.bridge, Type: n.nic.Type, Vnet: n.nic.Target,
+		MAC: n.nic.MAC, Network: n.netName, Bridge: n.bridge, Type: n.nic.Type, Vnet: n.nic.Target, Backend: n.nic.Backend,
 		LinkState: n.nic.LinkState, GuestIPv4: []string{}, NeighborIPv4: n.neigh, IPv6: "unknown", AptIPv4: "unknown", Checks: "-",
 	}
 	if r.LinkState == "" {
@@ -408,6 +408,10 @@ func (gc *guestCtx) qemuGA() {
 
 func (gc *guestCtx) nicRules(n *nicCtx) {
 	d := gc.d
+	if n.nic.Type == "user" && n.nic.Backend == snapshot.NICBackendPasst {
+		gc.passt(n)
+		return
+	}
 	if n.nic.Type == "user" {
 		gc.addNIC(n, Finding{
 			Code: CodeSessionUsermodeNetwork, Severity: SeverityWarning,

@@ -142,6 +142,7 @@ func (d *diag) hostAndNetworks() {
 		d.network(&d.s.Networks[i])
 	}
 	d.ipForward()
+	d.hostBridges()
 	d.firewall()
 }
 
@@ -166,7 +167,8 @@ func (d *diag) missingNetworks() {
 			Evidence: []string{ev("network", name), ev("used_by", d.users[name]), ev("defined_networks", len(d.s.Networks))},
 		})
 	}
-	if len(d.s.Networks) == 0 && len(missing) == 0 && !d.s.Session {
+	// A host whose guests are all on host bridges has chosen not to use libvirt networks.
+	if len(d.s.Networks) == 0 && len(missing) == 0 && !d.s.Session && len(d.bridgeUses()) == 0 {
 		d.addHost(Finding{
 			Code: CodeNetworkMissing, Severity: SeverityWarning, Subject: SubjectNetwork("default"), Network: "default",
 			Summary:  "no libvirt network is defined (not even \"default\"): new guests get no NAT network",
@@ -326,7 +328,7 @@ func (d *diag) ipForward() {
 func (d *diag) firewall() {
 	fw := d.s.Firewall
 	concerned := d.activeNets(func(n *snapshot.Network) bool { return servedByLibvirt(n) || n.Forward == snapshot.ForwardBridge })
-	if len(concerned) == 0 {
+	if len(concerned) == 0 && len(d.bridgeUses()) == 0 {
 		return
 	}
 	if !fw.Read {
@@ -344,6 +346,7 @@ func (d *diag) firewall() {
 	for _, n := range concerned {
 		d.flows(n, fw)
 	}
+	d.bridgedFlows(fw)
 }
 
 func (d *diag) libvirtRules(fw snapshot.Firewall) {
@@ -515,8 +518,8 @@ func (d *diag) flows(n *snapshot.Network, fw snapshot.Firewall) {
 	var input, egress *snapshot.Flow
 	for i := range fw.Flows {
 		f := &fw.Flows[i]
-		if f.Network != n.Name || !blocked(f.Verdict) {
-			continue
+		if f.Network != n.Name || !blocked(f.Verdict) || f.Bridged {
+			continue // bridged flows: bridgedFlows
 		}
 		switch f.Kind {
 		case "dhcp", "dns":
@@ -583,6 +586,9 @@ func (d *diag) egressBlocked(n *snapshot.Network, f snapshot.Flow, fw snapshot.F
 			fd.Fix = fmt.Sprintf("remove that rule or insert an ACCEPT for %s before it in %s (persist with the tool that owns the rule)", orNone(n.Subnet()), f.Chain)
 		}
 	}
+	if len(fw.Backends) > 1 && f.Backend != "" {
+		fd.Summary += "; decided by " + decidedBy(f, fw)
+	}
 	d.addHost(fd)
 }
 
@@ -611,8 +617,8 @@ func (d *diag) staticFirewall(n *snapshot.Network, fw snapshot.Firewall, base []
 			Evidence: append(evd, ev("ufw_default_routed", fw.UFW.DefaultRouted), ev("route_allows", fw.UFW.RouteAllows)),
 		})
 	}
-	if fw.ForwardPolicy == "DROP" && !fw.UFW.Enabled && libvirtMayNotAccept(n, fw) {
-		why := "bridged guest frames pass the FORWARD chain when br_netfilter is loaded"
+	if fw.ForwardPolicy == "DROP" && !fw.UFW.Enabled && libvirtMayNotAccept(n, fw) && !d.bridgedUnfiltered(n) {
+		why := "bridged guest frames pass the FORWARD chain when br_netfilter is loaded (" + d.bridgeNFState() + ")"
 		if n.Forward != snapshot.ForwardBridge {
 			why = "libvirt's own rules do not override another table's DROP"
 		}
@@ -761,8 +767,9 @@ func (d *diag) networkReports() []NetworkReport {
 		if !expectsEgress(n) {
 			nr.Egress = "n/a"
 		} else if f, ok := d.egressFlow(n.Name); ok {
-			nr.Egress, nr.EgressRule = string(f.Verdict), f.Rule
+			nr.Egress, nr.EgressRule, nr.EgressBackend = string(f.Verdict), f.Rule, f.Backend
 		}
+		nr.ReturnRoute = d.returnRoute(n)
 		nr.Healthy = len(d.affects[n.Name]) == 0
 		out = append(out, nr)
 	}

@@ -97,6 +97,12 @@ type NetworkReport struct {
 	Egress string `json:"egress"`
 	// EgressRule is the rule that decided Egress.
 	EgressRule string `json:"egress_rule,omitempty"`
+	// EgressBackend is the firewall world whose rule decided Egress (iptables-nft, iptables-legacy,
+	// nftables; "none" when no rule did).
+	EgressBackend string `json:"egress_backend,omitempty"`
+	// ReturnRoute says what a network without NAT needs upstream (route and open modes): the way
+	// back to its subnet is on another machine, so it is "unknown" here, with what it must be.
+	ReturnRoute string `json:"return_route,omitempty"`
 	// Healthy is false when an error-level finding concerns this network.
 	Healthy bool `json:"healthy"`
 }
@@ -169,6 +175,8 @@ type NICReport struct {
 	Forward string `json:"forward,omitempty"`
 	// Vnet is the host-side tap (vnetN).
 	Vnet string `json:"vnet,omitempty"`
+	// Backend is the user-mode NIC's backend ("passt"; "" for QEMU's slirp or a tap).
+	Backend string `json:"backend,omitempty"`
 	// LinkState is the host-side link state ("up" or "down").
 	LinkState string `json:"link_state"`
 	// GuestOperState is the guest interface's oper state.

@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/kvmnet/kvmnet/controller/collect"
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -87,10 +87,10 @@ func fixedSnapshot() snapshot.Snapshot {
 				State: state("web", &kvmnetv1.Interface{Name: "enp1s0", Mac: mac1, OperState: "up", Carrier: true,
 					Ipv4: []string{"192.168.122.10/24"}, DefaultRouteV4: true}),
 				Checks: []*kvmnetv1.CheckResult{
-					res(collect.CheckGatewayV4, kvmnetv1.CheckKind_CHECK_KIND_PING, "192.168.122.1", true, 1500),
-					res(collect.CheckDNSV4, kvmnetv1.CheckKind_CHECK_KIND_DNS, "deb.debian.org", true, 12000),
-					res(collect.CheckEgressV4, kvmnetv1.CheckKind_CHECK_KIND_TCP, "deb.debian.org:80", true, 30000),
-					res(collect.CheckEgressV4, kvmnetv1.CheckKind_CHECK_KIND_TCP, "203.0.113.1:443", true, 45000),
+					res(checks.GatewayV4, kvmnetv1.CheckKind_CHECK_KIND_PING, "192.168.122.1", true, 1500),
+					res(checks.DNSV4, kvmnetv1.CheckKind_CHECK_KIND_DNS, "deb.debian.org", true, 12000),
+					res(checks.EgressV4, kvmnetv1.CheckKind_CHECK_KIND_TCP, "deb.debian.org:80", true, 30000),
+					res(checks.EgressV4, kvmnetv1.CheckKind_CHECK_KIND_TCP, "203.0.113.1:443", true, 45000),
 					// A name the controller never asks for: the guest's invention, never a series.
 					res("evil\x00name", kvmnetv1.CheckKind_CHECK_KIND_TCP, "x", true, 1),
 				}},

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kvmnet/kvmnet/controller/collect"
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
@@ -49,10 +49,9 @@ var (
 var allDescs = []*prometheus.Desc{descUp, descBuild, descDuration, descDeadline, descErrors, descFinding,
 	descHealthy, descReachable, descTimedOut, descNIC, descNetActive, descCheckOK, descCheckDur}
 
-// knownChecks are the check names the controller asks for (collect.BuildChecks). A result under any
+// knownChecks are the check names the controller asks for (controller/checks). A result under any
 // other name is the guest's invention and is dropped, so a guest cannot add series.
-var knownChecks = []string{collect.CheckGatewayV4, collect.CheckDnsmasq, collect.CheckDNSV4, collect.CheckEgressV4,
-	collect.CheckHTTPV4, collect.CheckGatewayV6, collect.CheckDNSV6, collect.CheckEgressV6}
+var knownChecks = checks.Names()
 
 // Result is what one scrape learned.
 type Result struct {

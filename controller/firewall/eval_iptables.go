@@ -173,6 +173,9 @@ func (r *Rule) matchKnown(p Packet) bool {
 	if r.SrcType != nil && slices.Contains(r.SrcType.Values, p.srcType()) == r.SrcType.Neg {
 		return false
 	}
+	if r.Physdev != nil && !r.Physdev.matches(p) {
+		return false
+	}
 	if r.ICMPType != nil && (p.Proto != "icmp") != r.ICMPType.Neg {
 		// The evaluator's packets are tcp/udp: an ICMP type match holds only for icmp packets, and
 		// then only for the type the caller asked about (not modelled further).

@@ -179,13 +179,13 @@ func TestEvaluateBaseChainOrder(t *testing.T) {
 // TestEvaluateUncertain: a rule with a match the evaluator does not model is assumed not to match and
 // is reported.
 func TestEvaluateUncertain(t *testing.T) {
-	text := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT\n-A FORWARD -i virbr0 -j ACCEPT\nCOMMIT\n"
+	text := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set guests src -j ACCEPT\n-A FORWARD -i virbr0 -j ACCEPT\nCOMMIT\n"
 	ipt, err := ParseIptablesSave(text, "nft")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := (&State{IPTablesNFT: ipt}).Evaluate(HookForward, egress(80))
-	if r.Verdict != "accept" || len(r.Uncertain) != 1 || !strings.Contains(r.Uncertain[0], "physdev") {
+	if r.Verdict != "accept" || len(r.Uncertain) != 1 || !strings.Contains(r.Uncertain[0], "match-set") {
 		t.Fatalf("%+v", r)
 	}
 }

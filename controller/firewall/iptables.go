@@ -83,6 +83,8 @@ type Rule struct {
 	DstType *ListMatch `json:"dst_type,omitempty"`
 	// ICMPType is -m icmp --icmp-type.
 	ICMPType *ListMatch `json:"icmp_type,omitempty"`
+	// Physdev is -m physdev (bridge ports, see PhysdevMatch).
+	Physdev *PhysdevMatch `json:"physdev,omitempty"`
 	// Comment is -m comment --comment.
 	Comment string `json:"comment,omitempty"`
 	// Target is the -j / -g argument (ACCEPT, DROP, REJECT, RETURN, MASQUERADE, LOG, a chain name).
@@ -93,7 +95,7 @@ type Rule struct {
 	TargetArgs []string `json:"target_args,omitempty"`
 	// Modules are the -m modules used, in order.
 	Modules []string `json:"modules,omitempty"`
-	// Unknown lists matches the evaluator does not model (e.g. "-m physdev --physdev-in x"): such a
+	// Unknown lists matches the evaluator does not model (e.g. "-m set --match-set x src"): such a
 	// rule is assumed not to match, and the evaluation says so.
 	Unknown []string `json:"unknown,omitempty"`
 }
@@ -223,6 +225,7 @@ var optionArgs = map[string]int{
 	"--ctstate": 1, "--state": 1, "--comment": 1, "--src-type": 1, "--dst-type": 1,
 	"--limit-iface-in": 0, "--limit-iface-out": 0, "--icmp-type": 1,
 	"--limit": 1, "--limit-burst": 1, "--tcp-flags": 2, "--syn": 0,
+	"--physdev-in": 1, "--physdev-out": 1, "--physdev-is-in": 0, "--physdev-is-out": 0, "--physdev-is-bridged": 0,
 }
 
 func parseRule(words []string) (*Rule, error) {
@@ -327,6 +330,8 @@ func parseRule(words []string) (*Rule, error) {
 			r.Unknown = append(r.Unknown, "-m addrtype "+w)
 		case "--icmp-type":
 			r.ICMPType = &ListMatch{Values: []string{v}, Neg: neg}
+		case "--physdev-in", "--physdev-out", "--physdev-is-in", "--physdev-is-out", "--physdev-is-bridged":
+			r.physdevOption(w, v, neg)
 		case "--limit", "--limit-burst":
 			// Rate limits only thin out logging here; the evaluator treats them as matching.
 		case "--tcp-flags", "--syn":

@@ -73,10 +73,18 @@ func TestParseRuleFields(t *testing.T) {
 					t.Fatalf("%+v", r)
 				}
 			}},
-		{"unknown module kept", `-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT`,
+		{"unknown module kept", `-A FORWARD -m set --match-set blocked src -j DROP`,
 			func(t *testing.T, r *Rule) {
-				if len(r.Unknown) != 1 || r.Unknown[0] != "-m physdev --physdev-is-bridged" {
+				if len(r.Unknown) != 1 || r.Unknown[0] != "-m set --match-set blocked src" {
 					t.Fatalf("unknown = %q", r.Unknown)
+				}
+			}},
+		{"physdev", `-A FORWARD -m physdev ! --physdev-is-bridged --physdev-in vnet+ ! --physdev-out eth0 -j ACCEPT`,
+			func(t *testing.T, r *Rule) {
+				m := r.Physdev
+				if len(r.Unknown) != 0 || m == nil || m.IsBridged == nil || !m.IsBridged.Neg || m.In.Name != "vnet+" || m.In.Neg ||
+					!m.Out.Neg || m.Out.Name != "eth0" || m.IsIn != nil {
+					t.Fatalf("%+v unknown=%q", m, r.Unknown)
 				}
 			}},
 		{"addrtype", `-A ufw-not-local -m addrtype --dst-type LOCAL -j RETURN`,

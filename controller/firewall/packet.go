@@ -42,6 +42,15 @@ type Packet struct {
 	State string
 	// DstLocal is true when Dst is one of the host's own addresses (always true at the input hook).
 	DstLocal bool
+	// BrNF is true when the packet carries br_netfilter's bridge info: it entered through a port of a
+	// bridge while bridge-nf-call-iptables was 1. For a bridged frame In and Out are then both the
+	// bridge device, as the IP hooks see it.
+	BrNF bool
+	// PhysIn is the bridge port the frame entered by (vnet0, eth0); "" without BrNF.
+	PhysIn string
+	// PhysOut is the bridge port a bridged frame leaves by; "" for routed packets (the kernel's test
+	// for "is bridged").
+	PhysOut string
 }
 
 // String renders the packet for traces, e.g. "new tcp 192.168.122.2:40000 -> 198.51.100.1:80 in virbr0 out eth0".
@@ -60,6 +69,12 @@ func (p Packet) String() string {
 	}
 	if p.Out != "" {
 		fmt.Fprintf(&b, " out %s", p.Out)
+	}
+	if p.PhysIn != "" {
+		fmt.Fprintf(&b, " physdev-in %s", p.PhysIn)
+	}
+	if p.PhysOut != "" {
+		fmt.Fprintf(&b, " physdev-out %s (bridged)", p.PhysOut)
 	}
 	return b.String()
 }

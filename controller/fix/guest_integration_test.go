@@ -26,6 +26,7 @@ import (
 	"github.com/kvmnet/kvmnet/agent/service"
 	"github.com/kvmnet/kvmnet/agent/transport"
 	"github.com/kvmnet/kvmnet/controller/agentclient"
+	checkset "github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fix"
@@ -283,7 +284,7 @@ func (l *guestLab) deps(out *bytes.Buffer) fix.GuestDeps {
 		Snapshot: func(ctx context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
 			c, err := collect.New(collect.Sources{Libvirt: labLibvirt{l}, Agents: collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
 				return dial(ctx, addr)
-			})}, collect.Options{Timeout: 30 * time.Second, Checks: true, Targets: collect.CheckTargets{DNSName: fxCheckName}, Domains: []string{fxDomain}})
+			})}, collect.Options{Timeout: 30 * time.Second, Checks: true, Targets: checkset.Targets{DNSName: fxCheckName}, Domains: []string{fxDomain}})
 			if err != nil {
 				return snapshot.Snapshot{}, nil, err
 			}
@@ -514,7 +515,7 @@ func TestGuestFixVerificationFailsRollsBack(t *testing.T) {
 	if !errors.Is(err, fix.ErrVerificationFailed) {
 		t.Fatalf("err = %v, want ErrVerificationFailed\n%s", err, out.String())
 	}
-	for _, want := range []string{"check gateway-v4", "check dns-v4", "check dns-tcp-" + fxNetwork} {
+	for _, want := range []string{"check gateway-v4", "check dns-v4", "check " + checkset.Dnsmasq} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}

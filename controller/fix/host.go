@@ -27,6 +27,8 @@ type HostDeps struct {
 	// Events receives each step with its commands, waiting steps and the outcome, for the CLI to
 	// print; nil discards them.
 	Events func(Event)
+	// Plan chooses between repairs of the same finding (e.g. --bridge-nf-off).
+	Plan fixplan.HostOptions
 }
 
 // HostStepResult is what happened to one step.
@@ -66,7 +68,7 @@ func Host(ctx context.Context, d HostDeps, only []diagnose.Code, dryRun bool) (H
 	if err != nil {
 		return res, err
 	}
-	plan, err := fixplan.Host(snap, findings, only)
+	plan, err := fixplan.HostWith(snap, findings, only, d.Plan)
 	if err != nil {
 		return res, err
 	}

@@ -138,6 +138,9 @@ func TestGuestPlan(t *testing.T) {
 			skipped: []diagnose.Code{diagnose.CodeGuestNoIPv4}},
 		// Bad input: each a clear error, no plan.
 		{name: "unknown domain", snap: world(), opts: GuestOptions{Domain: "nope"}, wantErrSub: `domain not found: "nope"`},
+		{name: "no kvmnet agent, qemu-guest-agent answers: install-agent", snap: world(func(s *snapshot.Snapshot) {
+			s.Guests[0] = snapshot.Guest{Domain: "vm1", Transport: snapshot.TransportNone, QGA: &snapshot.QGAView{Answered: true}}
+		}), wantErrSub: "run `kvmnetctl guests install-agent vm1`, then `kvmnetctl guests fix vm1` again"},
 		{name: "domain shut off", snap: world(func(s *snapshot.Snapshot) { s.Domains[0].State = "shut off" }), wantErrSub: "virsh start vm1"},
 		{name: "MAC not in domain", snap: world(), opts: GuestOptions{MAC: "52:54:00:99:99:99"}, wantErrSub: "has no NIC with MAC 52:54:00:99:99:99"},
 		{name: "no agent channel", snap: world(func(s *snapshot.Snapshot) { s.Guests[0].Transport = snapshot.TransportNone }),
@@ -204,8 +207,8 @@ func TestGuestPlanVerificationChecks(t *testing.T) {
 	want := []string{
 		"gateway-v4 CHECK_KIND_PING ",
 		"dns-v4 CHECK_KIND_DNS example.org",
-		"dns-tcp-default CHECK_KIND_TCP 192.168.122.1:53",
-		"url-1 CHECK_KIND_HTTP http://deb.debian.org/debian/",
+		"dnsmasq-tcp CHECK_KIND_TCP 192.168.122.1:53",
+		"http-v4 CHECK_KIND_HTTP http://deb.debian.org/debian/",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("checks:\n got %q\nwant %q", got, want)

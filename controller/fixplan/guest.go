@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
@@ -21,10 +22,6 @@ var ErrNoDomain = errors.New("domain not found")
 // ErrNoNIC is returned (wrapped) when --nic names a MAC the domain does not have.
 var ErrNoNIC = errors.New("no such NIC")
 
-// DefaultDNSCheckName is resolved through the guest's resolver to prove DNS works after a fix: the
-// Debian mirror, because "apt hangs" is what users notice first.
-const DefaultDNSCheckName = "deb.debian.org"
-
 // GuestOptions are the user's choices for `kvmnetctl guests fix`.
 type GuestOptions struct {
 	// Domain to fix.
@@ -37,7 +34,7 @@ type GuestOptions struct {
 	RollbackTimeout time.Duration
 	// CheckURLs are extra HTTP GET targets the guest must reach before the fix is confirmed.
 	CheckURLs []string
-	// CheckDNSName is resolved in the guest to verify DNS ("" = DefaultDNSCheckName).
+	// CheckDNSName is resolved in the guest to verify DNS ("" = checks.DefaultName).
 	CheckDNSName string
 }
 
@@ -89,6 +86,10 @@ type GuestPlan struct {
 // Empty reports whether the plan asks the agent for nothing.
 func (p GuestPlan) Empty() bool { return len(p.Request.GetActions()) == 0 }
 
+// ErrNoAgent is wrapped when the guest has no answering kvmnet agent but could get one through
+// qemu-guest-agent (`kvmnetctl guests install-agent`).
+var ErrNoAgent = errors.New("no kvmnet agent")
+
 // Guest builds the fix plan for opts.Domain from a snapshot and its findings. It returns an error
 // (and no plan) when the guest cannot be fixed through its agent at all: unknown domain, domain not
 // running, NIC not in the domain, agent unreachable or in report-only mode.
@@ -106,6 +107,9 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 	}
 	g, ok := s.FindGuest(dom.Name)
 	switch {
+	case ok && !g.Reachable && g.QGA != nil && g.QGA.Answered:
+		return GuestPlan{}, fmt.Errorf("%w: %q has no answering kvmnet agent but qemu-guest-agent answers: run `kvmnetctl guests install-agent %s`, then `kvmnetctl guests fix %s` again",
+			ErrNoAgent, dom.Name, dom.Name, dom.Name)
 	case !ok || g.Transport == snapshot.TransportNone:
 		return GuestPlan{}, fmt.Errorf("domain %q has no kvmnet agent channel; add it with `kvmnetctl guests enable-channel %s`, install kvmnet-agent in the guest, then retry", dom.Name, dom.Name)
 	case !g.Reachable:
@@ -209,14 +213,9 @@ func (p *GuestPlan) add(code diagnose.Code, mac snapshot.MAC, summary string, a 
 // for each NIC the plan touches, then gateway, DNS, and egress checks from inside the guest.
 func verification(s snapshot.Snapshot, eligible map[snapshot.MAC]snapshot.DomainNIC, macs []snapshot.MAC, opts GuestOptions) Verification {
 	var v Verification
-	dnsName := opts.CheckDNSName
-	if dnsName == "" {
-		dnsName = DefaultDNSCheckName
-	}
-	v.Checks = append(v.Checks,
-		&kvmnetv1.Check{Name: "gateway-v4", Kind: kvmnetv1.CheckKind_CHECK_KIND_PING, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 3000},
-		&kvmnetv1.Check{Name: "dns-v4", Kind: kvmnetv1.CheckKind_CHECK_KIND_DNS, Target: dnsName, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 5000},
-	)
+	t := checks.Targets{DNSName: opts.CheckDNSName}.WithDefaults()
+	v4 := kvmnetv1.Family_FAMILY_V4
+	v.Checks = append(v.Checks, checks.Gateway(v4, 3*time.Second), checks.DNS(t.DNSName, v4, 5*time.Second))
 	seenBridgeIP := map[string]bool{}
 	for _, m := range sortedKeys(eligible) {
 		nic := eligible[m]
@@ -231,13 +230,11 @@ func verification(s snapshot.Snapshot, eligible map[snapshot.MAC]snapshot.Domain
 		// TCP to the bridge's dnsmasq proves the guest reaches its host over the NIC's network.
 		if ip := net.BridgeIPv4(); ip != "" && net.DNSEnabled && !seenBridgeIP[ip] {
 			seenBridgeIP[ip] = true
-			v.Checks = append(v.Checks, &kvmnetv1.Check{Name: "dns-tcp-" + net.Name, Kind: kvmnetv1.CheckKind_CHECK_KIND_TCP,
-				Target: ip + ":53", Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 3000})
+			v.Checks = append(v.Checks, checks.DnsmasqTCP(ip, 3*time.Second))
 		}
 	}
-	for i, u := range opts.CheckURLs {
-		v.Checks = append(v.Checks, &kvmnetv1.Check{Name: fmt.Sprintf("url-%d", i+1), Kind: kvmnetv1.CheckKind_CHECK_KIND_HTTP,
-			Target: u, Family: kvmnetv1.Family_FAMILY_V4, TimeoutMs: 10000})
+	for _, u := range opts.CheckURLs {
+		v.Checks = append(v.Checks, checks.HTTP(u, 10*time.Second))
 	}
 	return v
 }

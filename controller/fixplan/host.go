@@ -36,7 +36,7 @@ const (
 
 var stepOrder = []HostStepKind{
 	StepDefineDefaultNetwork, StepStartNetwork, StepAutostartNetwork, StepEnableIPForward,
-	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepLinkUp, StepMoveChannel,
+	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepBridgedAccept, StepBridgeNFOff, StepLinkUp, StepMoveChannel,
 }
 
 // HostStep is one host change.
@@ -53,6 +53,10 @@ type HostStep struct {
 	Subnet string `json:"subnet,omitempty"`
 	// Uplink is the host's default-route interface (firewall steps).
 	Uplink string `json:"uplink,omitempty"`
+	// Backend is the iptables world a firewall step changes ("iptables-nft", "iptables-legacy").
+	Backend string `json:"backend,omitempty"`
+	// Chain is the chain a firewall step inserts into (DOCKER-USER, FORWARD).
+	Chain string `json:"chain,omitempty"`
 	// Domain concerned (channel and link steps).
 	Domain string `json:"domain,omitempty"`
 	// Target is the domain NIC's tap device or MAC (link steps).
@@ -76,6 +80,11 @@ type HostPlan struct {
 // Host builds the host plan from a snapshot's findings. only restricts it to the given codes (empty
 // = all); an unknown code in only is an error naming the valid ones.
 func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code) (HostPlan, error) {
+	return HostWith(s, findings, only, HostOptions{})
+}
+
+// HostWith is Host with the choices opts makes between repairs of the same finding.
+func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code, opts HostOptions) (HostPlan, error) {
 	fixable := FixableHostCodes()
 	for _, c := range only {
 		if !slices.Contains(fixable, c) {
@@ -127,6 +136,8 @@ func Host(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.Code
 				p.addStep(f, HostStep{Kind: StepDockerUserAccept, Network: n.Name, Bridge: n.Bridge, Subnet: n.Subnet(), Uplink: s.Host.Uplink,
 					Summary: fmt.Sprintf("accept %s (%s -> %s) in DOCKER-USER; Docker's FORWARD policy is left as it is", n.Subnet(), n.Bridge, s.Host.Uplink)})
 			}
+		case diagnose.CodeBridgeNetfilterDrop:
+			p.bridgeNetfilter(s, f, opts)
 		case diagnose.CodeChannelSocketExposed:
 			p.addStep(f, HostStep{Kind: StepMoveChannel, Domain: f.Domain,
 				Summary: "move the kvmnet channel of " + f.Domain + " to /var/lib/kvmnet/channels (root-only); takes effect at the next boot unless hot-swapped"})
@@ -159,7 +170,7 @@ func FixableHostCodes() []diagnose.Code { return diagnose.CodesFixedBy(diagnose.
 func (p *HostPlan) addStep(f diagnose.Finding, st HostStep) {
 	for i := range p.Steps {
 		o := &p.Steps[i]
-		if o.Kind == st.Kind && o.Network == st.Network && o.Domain == st.Domain && o.Target == st.Target {
+		if o.Kind == st.Kind && o.Network == st.Network && o.Domain == st.Domain && o.Target == st.Target && o.Bridge == st.Bridge {
 			if !slices.Contains(o.Codes, f.Code) {
 				o.Codes = append(o.Codes, f.Code)
 			}

@@ -199,6 +199,11 @@ func (r *Reader) Host(ctx context.Context, nets []snapshot.Network) (snapshot.Ho
 	} else {
 		h.IPv6DefaultRoute = v6
 	}
+	if bnf, err := r.BridgeNetfilter(); err != nil {
+		errs = append(errs, err)
+	} else {
+		h.BridgeNF = bnf
+	}
 	h.Dnsmasq = r.DnsmasqAll(ctx, nets)
 	return h, errors.Join(errs...)
 }

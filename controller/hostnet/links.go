@@ -43,6 +43,10 @@ func (r *Reader) Bridges() ([]snapshot.Bridge, error) {
 			}
 		}
 		sort.Strings(b.Ports)
+		if b.PortInfo, err = r.portInfo(a.Index, links); err != nil {
+			errs = append(errs, fmt.Errorf("ports of bridge %s: %w", a.Name, err))
+		}
+		sort.Slice(b.PortInfo, func(i, j int) bool { return b.PortInfo[i].Name < b.PortInfo[j].Name })
 		if b.STP, err = r.bridgeSTP(a.Index); err != nil {
 			errs = append(errs, fmt.Errorf("STP state of bridge %s: %w", a.Name, err))
 		}
@@ -89,29 +93,29 @@ func parseSTP(m []byte) (bool, bool) {
 	if len(m) < unix.SizeofIfInfomsg {
 		return false, false
 	}
-	attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+	attrs, err := parseAttrs(m[unix.SizeofIfInfomsg:])
 	if err != nil {
 		return false, false
 	}
 	for _, a := range attrs {
-		if a.Attr.Type&nl.NLA_TYPE_MASK != unix.IFLA_LINKINFO {
+		if a.typ != unix.IFLA_LINKINFO {
 			continue
 		}
-		info, err := nl.ParseRouteAttr(a.Value)
+		info, err := parseAttrs(a.val)
 		if err != nil {
 			return false, false
 		}
 		for _, i := range info {
-			if i.Attr.Type&nl.NLA_TYPE_MASK != nl.IFLA_INFO_DATA {
+			if i.typ != nl.IFLA_INFO_DATA {
 				continue
 			}
-			data, err := nl.ParseRouteAttr(i.Value)
+			data, err := parseAttrs(i.val)
 			if err != nil {
 				return false, false
 			}
 			for _, d := range data {
-				if d.Attr.Type&nl.NLA_TYPE_MASK == nl.IFLA_BR_STP_STATE && len(d.Value) >= 4 {
-					return nl.NativeEndian().Uint32(d.Value[:4]) != 0, true
+				if d.typ == nl.IFLA_BR_STP_STATE && len(d.val) >= 4 {
+					return nl.NativeEndian().Uint32(d.val[:4]) != 0, true
 				}
 			}
 		}

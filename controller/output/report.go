@@ -149,7 +149,7 @@ func writeFindings(b *strings.Builder, pal Palette, fs []diagnose.Finding) {
 	}
 	b.WriteString("\n")
 	for _, f := range fs {
-		fmt.Fprintf(b, "%s %s [%s] %s\n    fix: %s\n", pal.Paint(SeverityStyle(f.Severity), strings.ToUpper(string(f.Severity))),
+		fmt.Fprintf(b, "%s %s [%s] %s\n    fix: %s\n", pal.Paint(SeverityStyle(f.Severity), Sanitize(strings.ToUpper(string(f.Severity)))),
 			Sanitize(string(f.Code)), Sanitize(f.Subject), Sanitize(f.Summary), Sanitize(f.Fix))
 	}
 	b.WriteString("\n")

@@ -91,3 +91,31 @@ func TestJSONNoHTMLEscape(t *testing.T) {
 		t.Fatalf("HTML-escaped JSON:\n%s", b)
 	}
 }
+
+// FuzzStatusTable puts arbitrary text in every string of a report (guest text reaches them all):
+// neither table ever carries a character a terminal would interpret.
+func FuzzStatusTable(f *testing.F) {
+	for _, s := range []string{"vm1", "\x1b[2J", "\u202e", "\xff", "\u009b", "a\nb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r := diagnose.Report{
+			URI:      s,
+			Host:     diagnose.HostReport{Uplink: s, Findings: []diagnose.Finding{{Code: diagnose.Code(s), Severity: diagnose.SeverityError, Subject: s, Summary: s, Fix: s}}, Bridges: []diagnose.BridgeReport{{Name: s, State: s, Addresses: []string{s}, Ports: []string{s}}}},
+			Networks: []diagnose.NetworkReport{{Name: s, Forward: s, Bridge: s, Subnet: s, BridgeState: s, Dnsmasq: s, Masquerade: s, Egress: s, EgressRule: s}},
+			Guests: []diagnose.GuestReport{{Name: s, State: s, Agent: diagnose.AgentReport{Transport: s},
+				NICs:     []diagnose.NICReport{{MAC: "52:54:00:00:00:01", Network: s, Bridge: s, GuestIfname: s, GuestIPv4: []string{s}, LeaseIPv4: s, Vnet: s, IPv6: s, AptIPv4: s, Checks: s}},
+				Findings: []diagnose.Finding{{Code: diagnose.Code(s), Severity: diagnose.Severity(s), Subject: s, Summary: s, Fix: s}}}},
+		}
+		var b bytes.Buffer
+		if err := WriteStatus(&b, r, NewPalette(false)); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteHostCheck(&b, r, NewPalette(false)); err != nil {
+			t.Fatal(err)
+		}
+		if u := Unsafe(b.String()); u != "" {
+			t.Fatalf("%s in\n%q", u, b.String())
+		}
+	})
+}

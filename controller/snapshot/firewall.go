@@ -98,4 +98,19 @@ type Flow struct {
 	NATRule string `json:"nat_rule,omitempty"`
 	// Uncertain lists rules with matches the evaluator does not model (assumed not to match).
 	Uncertain []string `json:"uncertain,omitempty"`
+	// Bridged is true for a frame bridged between a guest tap and the bridge's uplink port (a host
+	// bridge, or a libvirt forward mode='bridge' network): it meets the IP hooks only through
+	// br_netfilter.
+	Bridged bool `json:"bridged,omitempty"`
+	// HostBridge is the bridge of a bridged flow.
+	HostBridge string `json:"host_bridge,omitempty"`
+	// Domain and MAC name the guest NIC a bridged flow was evaluated for.
+	Domain string `json:"domain,omitempty"`
+	MAC    MAC    `json:"mac,omitempty"`
+	// PhysIn and PhysOut are the bridge ports of a bridged flow (guest tap, uplink port).
+	PhysIn  string `json:"physdev_in,omitempty"`
+	PhysOut string `json:"physdev_out,omitempty"`
+	// Sysctl is the br_netfilter setting that put a bridged flow through the IP hooks (or kept it
+	// out), e.g. "net.bridge.bridge-nf-call-iptables=1".
+	Sysctl string `json:"sysctl,omitempty"`
 }

@@ -138,6 +138,9 @@ type DomainNIC struct {
 	LinkState string `json:"link_state,omitempty"`
 	// SourceDev is <source dev=...>: the host NIC of a direct (macvtap) interface.
 	SourceDev string `json:"source_dev,omitempty"`
+	// Backend is <backend type=...> ("passt" for passt user-mode networking; "" is QEMU's slirp or
+	// a tap).
+	Backend string `json:"backend,omitempty"`
 }
 
 // Channel is one <channel> of a domain.

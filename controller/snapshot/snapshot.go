@@ -46,6 +46,8 @@ type Host struct {
 	Bridges []Bridge `json:"bridges"`
 	// Dnsmasq is the state of libvirt's dnsmasq per network name.
 	Dnsmasq map[string]DnsmasqStatus `json:"dnsmasq,omitempty"`
+	// BridgeNF is br_netfilter's state (bridge-nf-call-* sysctls).
+	BridgeNF BridgeNetfilter `json:"bridge_nf"`
 }
 
 // Bridge is one Linux bridge on the host.
@@ -62,6 +64,8 @@ type Bridge struct {
 	Ports []string `json:"ports"`
 	// STP is true when spanning tree is on.
 	STP bool `json:"stp"`
+	// PortInfo details each port (kind, state, STP port state), in Ports' order.
+	PortInfo []BridgePort `json:"port_info,omitempty"`
 	// Neighbors are ARP/NDP entries seen on the bridge.
 	Neighbors []Neighbor `json:"neighbors,omitempty"`
 }

@@ -14,11 +14,13 @@ import (
 
 	"github.com/kvmnet/kvmnet/controller/access"
 	"github.com/kvmnet/kvmnet/controller/agentclient"
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
+	"github.com/kvmnet/kvmnet/controller/output"
 	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
@@ -32,20 +34,20 @@ type collectFlags struct {
 	urls     []string
 }
 
-func (f *collectFlags) register(fs *pflag.FlagSet, checks bool) {
-	if checks {
+func (f *collectFlags) register(fs *pflag.FlagSet, withChecks bool) {
+	if withChecks {
 		fs.BoolVar(&f.noChecks, "no-checks", false, "do not run connectivity checks in the guests (gateway, DNS, TCP egress)")
-		fs.StringVar(&f.dnsName, "check-name", "deb.debian.org", "host name the guests resolve through their own resolver")
-		fs.StringSliceVar(&f.targets, "check-target", nil, "TCP egress target host:port checked from each guest (default deb.debian.org:80; repeatable)")
+		fs.StringVar(&f.dnsName, "check-name", checks.DefaultName, "host name the guests resolve through their own resolver")
+		fs.StringSliceVar(&f.targets, "check-target", nil, "TCP egress target host:port checked from each guest (default: the --check-name host, port 80; repeatable)")
 		fs.StringSliceVar(&f.urls, "check-url", nil, "URL fetched from each guest with HTTP GET (repeatable)")
 	}
 }
 
-func (f *collectFlags) options(g *Globals, checks bool, domains []string) collect.Options {
+func (f *collectFlags) options(g *Globals, withChecks bool, domains []string) collect.Options {
 	return collect.Options{
 		Timeout: g.Timeout,
-		Checks:  checks && !f.noChecks,
-		Targets: collect.CheckTargets{DNSName: f.dnsName, Egress: f.targets, URLs: f.urls},
+		Checks:  withChecks && !f.noChecks,
+		Targets: checks.Targets{DNSName: f.dnsName, Egress: f.targets, URLs: f.urls},
 		Domains: domains,
 	}
 }
@@ -135,16 +137,18 @@ func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, en
 			closers = append(closers, func() { _ = hn.Close() })
 			sources.HostNet = hn
 		} else {
-			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %v\n", err)
+			fmt.Fprintf(g.Stderr, "kvmnetctl: host network not read: %s\n", output.Sanitize(err.Error()))
 		}
 		run := env.runner()
 		files := env.files()
-		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, nets []snapshot.Network, uplink string) (snapshot.Firewall, error) {
+		sources.Firewall = collect.FirewallFunc(func(ctx context.Context, in collect.FirewallInput) (snapshot.Firewall, error) {
 			st, err := firewall.NewReader(run, firewall.Options{Files: files}).Read(ctx)
 			if err != nil {
 				return snapshot.Firewall{}, err
 			}
-			return st.Snapshot(nets, uplink), nil
+			fw := st.Snapshot(in.Networks, in.Uplink)
+			fw.Flows = append(fw.Flows, st.BridgedFlows(firewall.BridgedPaths(in.Networks, in.Host, in.Domains), in.Host.BridgeNF)...)
+			return fw, nil
 		})
 		in := access.Inspector{Root: env.root()}
 		if acc, err := access.ReadAccounts(filepath.Join(env.root(), "/etc")); err == nil {

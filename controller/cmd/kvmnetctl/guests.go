@@ -13,5 +13,6 @@ func newGuestsCmd(g *Globals) *cobra.Command {
 	cmd.AddCommand(newGuestsEnableChannelCmd(g))
 	cmd.AddCommand(newGuestsStatusCmd(g))
 	cmd.AddCommand(newGuestsFixCmd(g))
+	cmd.AddCommand(newGuestsInstallAgentCmd(g))
 	return cmd
 }

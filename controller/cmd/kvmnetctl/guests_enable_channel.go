@@ -78,7 +78,10 @@ func writeChannelResult(g *Globals, res channel.Result) error {
 		fmt.Fprintf(&b, "channel directory %s (0700 %s:%s): %s\n", res.Dir.Dir, res.Dir.Owner, res.Dir.Group, acts)
 	}
 	b.WriteString(res.Message)
-	b.WriteString("\n")
-	_, err := fmt.Fprint(g.Stdout, b.String())
+	lines := strings.Split(b.String(), "\n")
+	for i, l := range lines {
+		lines[i] = output.Sanitize(l)
+	}
+	_, err := fmt.Fprintln(g.Stdout, strings.Join(lines, "\n"))
 	return err
 }

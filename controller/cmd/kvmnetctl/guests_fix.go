@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvmnet/kvmnet/controller/agentclient"
+	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fix"
@@ -68,7 +69,7 @@ are named, with ` + "`kvmnetctl host fix`" + ` as the way to repair them.`,
 	f.BoolVarP(&yes, "yes", "y", false, "apply without asking")
 	f.DurationVar(&o.RollbackTimeout, "rollback-timeout", fixplan.DefaultRollbackTimeout, "the guest undoes the change by itself unless it is verified within this time (10s..1h)")
 	f.StringSliceVar(&o.CheckURLs, "check-url", nil, "URL the guest must fetch with HTTP GET before the fix is confirmed (repeatable)")
-	f.StringVar(&o.CheckDNSName, "check-name", fixplan.DefaultDNSCheckName, "host name the guest must resolve through its resolver")
+	f.StringVar(&o.CheckDNSName, "check-name", checks.DefaultName, "host name the guest must resolve through its resolver")
 	f.BoolVar(&o.AllowStaticToDHCP, "allow-static-to-dhcp", false, "consent to replace a static address in the wrong subnet by DHCP")
 	return cmd
 }
@@ -126,7 +127,7 @@ func snapshotter(g *Globals, domains []string, env hostEnv) fix.Snapshotter {
 		cctx, cancel := withDeadline(ctx, g)
 		defer cancel()
 		var cf collectFlags
-		cf.dnsName = fixplan.DefaultDNSCheckName
+		cf.dnsName = checks.DefaultName
 		opts := cf.options(g, true, nil)
 		opts.Domains = domains
 		s, r, err := collectReportIn(cctx, g, opts, env)

@@ -23,9 +23,10 @@ import (
 
 func newHostFixCmd(g *Globals) *cobra.Command {
 	var (
-		only   []string
-		dryRun bool
-		yes    bool
+		only        []string
+		dryRun      bool
+		yes         bool
+		bridgeNFOff bool
 	)
 	cmd := &cobra.Command{
 		Use:   "fix",
@@ -42,6 +43,9 @@ finding must be gone, or the command exits 1.
                          UFW is never disabled and nothing is opened to the outside
   forward_policy_drop    ACCEPT rules for the network's subnet in DOCKER-USER; Docker's policy stays
   libvirt_rules_missing  restart the network so libvirt re-creates its rules (DHCP may blip)
+  bridge_netfilter_drop  ACCEPT frames bridged on the bridge (-m physdev --physdev-is-bridged) in
+                         DOCKER-USER or FORWARD of the iptables world that dropped them; with
+                         --bridge-nf-off instead net.bridge.bridge-nf-call-iptables=0 (+ sysctl.d)
   channel_socket_exposed move the kvmnet channel socket into a root-only directory
   guest_nic_link_down    set the NIC's link up (when libvirt has it down)`,
 		Example: `  kvmnetctl host fix --dry-run
@@ -57,7 +61,7 @@ finding must be gone, or the command exits 1.
 			for i, c := range only {
 				codes[i] = diagnose.Code(c)
 			}
-			res, err := runHostFix(cmd.Context(), g, fio, codes, dryRun, hostEnv{})
+			res, err := runHostFix(cmd.Context(), g, fio, codes, dryRun, hostEnv{}, fixplan.HostOptions{BridgeNFOff: bridgeNFOff})
 			if g.Format.Structured() {
 				if rerr := r.Render(res); rerr != nil && err == nil {
 					err = rerr
@@ -70,6 +74,7 @@ finding must be gone, or the command exits 1.
 	f.StringSliceVar(&only, "only", nil, "fix only these finding codes (repeatable, comma separated)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the commands; change nothing")
 	f.BoolVarP(&yes, "yes", "y", false, "run every step without asking")
+	f.BoolVar(&bridgeNFOff, "bridge-nf-off", false, "answer bridge_netfilter_drop with net.bridge.bridge-nf-call-iptables=0 instead of an ACCEPT rule (no bridged frame is filtered any more)")
 	_ = cmd.RegisterFlagCompletionFunc("only", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, c := range fixplan.FixableHostCodes() {
@@ -80,7 +85,7 @@ finding must be gone, or the command exits 1.
 	return cmd
 }
 
-func runHostFix(ctx context.Context, g *Globals, fio fixIO, only []diagnose.Code, dryRun bool, env hostEnv) (fix.HostResult, error) {
+func runHostFix(ctx context.Context, g *Globals, fio fixIO, only []diagnose.Code, dryRun bool, env hostEnv, opts fixplan.HostOptions) (fix.HostResult, error) {
 	src, err := libvirt.Open(ctx, g.Connect, g.Getenv)
 	if err != nil {
 		return fix.HostResult{}, Unreachable(err)
@@ -95,6 +100,7 @@ func runHostFix(ctx context.Context, g *Globals, fio fixIO, only []diagnose.Code
 		Actions:  acts,
 		Confirm:  fio.confirm,
 		Events:   fio.human.Event,
+		Plan:     opts,
 	}, only, dryRun)
 	if err != nil {
 		var ee *ExitError
@@ -190,6 +196,9 @@ func (h *hostActions) Commands(ctx context.Context, st fixplan.HostStep) ([]stri
 		}
 		return out, nil
 	}
+	if cmds, ok, err := h.bridgedCommands(st); ok {
+		return cmds, err
+	}
 	return nil, fmt.Errorf("step %s is not supported", st.Kind)
 }
 
@@ -242,6 +251,9 @@ func (h *hostActions) Do(ctx context.Context, st fixplan.HostStep) error {
 			Yes: true, Prepare: channel.LocalPreparer(channel.LocalOptions{QEMUConf: h.env.root() + "/etc/libvirt/qemu.conf",
 				AccountsDir: h.env.root() + "/etc"}),
 		})
+		return err
+	}
+	if ok, err := h.bridgedDo(ctx, st); ok {
 		return err
 	}
 	return fmt.Errorf("step %s is not supported", st.Kind)

@@ -17,6 +17,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/diagnose"
 	"github.com/kvmnet/kvmnet/controller/fix"
+	"github.com/kvmnet/kvmnet/controller/fixplan"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
@@ -97,7 +98,7 @@ func (h *fxHost) fix(t *testing.T, dryRun bool, only ...diagnose.Code) (fix.Host
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, err := runHostFix(ctx, g, fio, only, dryRun, h.env)
+	res, err := runHostFix(ctx, g, fio, only, dryRun, h.env, fixplan.HostOptions{})
 	code := ExitOK
 	if err != nil {
 		code = exitCode(err)

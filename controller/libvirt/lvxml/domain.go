@@ -35,6 +35,9 @@ type domainXML struct {
 			Link *struct {
 				State string `xml:"state,attr"`
 			} `xml:"link"`
+			Backend *struct {
+				Type string `xml:"type,attr"`
+			} `xml:"backend"`
 		} `xml:"interface"`
 		Channels []struct {
 			Type   string `xml:"type,attr"`
@@ -90,6 +93,9 @@ func ParseDomainXML(data string) (snapshot.Domain, error) {
 		}
 		if i.Model != nil {
 			nic.Model = i.Model.Type
+		}
+		if i.Backend != nil {
+			nic.Backend = i.Backend.Type
 		}
 		if i.Link != nil && i.Link.State != "" {
 			nic.LinkState = i.Link.State

@@ -55,6 +55,13 @@ func TestParseDomainXML(t *testing.T) {
 			wantCID: 42,
 		},
 		{
+			name: "passt backend of a user-mode NIC (libvirt >= 9.0)",
+			xml: `<domain type='kvm'><name>p</name><devices><interface type='user'><mac address='52:54:00:aa:bb:cc'/>` +
+				`<portForward proto='tcp'><range start='2222' to='22'/></portForward><model type='virtio'/><backend type='passt' logFile='/var/log/passt.log'/>` +
+				`<alias name='net0'/></interface></devices></domain>`,
+			wantNICs: []snapshot.DomainNIC{{MAC: "52:54:00:aa:bb:cc", Type: "user", Model: "virtio", Backend: "passt", LinkState: "up"}},
+		},
+		{
 			name: "no devices at all; upper-case MAC; non-virtio channels ignored",
 			xml: `<domain type='kvm'><name>bare</name><devices><interface type='network'><mac address='52:54:00:AB:CD:EF'/>` +
 				`<source network='n'/></interface><channel type='pty'><target type='guestfwd' address='10.0.2.1' port='4600'/></channel></devices></domain>`,
