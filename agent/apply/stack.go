@@ -293,3 +293,16 @@ func planName(p *stack.Plan) string {
 	}
 	return p.Backend
 }
+
+// nmOnly returns r without the Ensure actions for NICs a file-based stack configures.
+func nmOnly(r Request, stacks map[string]StackChoice) Request {
+	out := r
+	out.Actions = nil
+	for _, act := range r.Actions {
+		if act.Ensure != nil && stacks[act.Ensure.MAC].Choice.Backend != nil {
+			continue
+		}
+		out.Actions = append(out.Actions, act)
+	}
+	return out
+}
