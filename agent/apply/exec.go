@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +178,12 @@ func (a *Applier) Gather(ctx context.Context, root string) Inputs {
 		in.NMErr = errors.New("no NetworkManager client configured")
 	} else {
 		in.NM, in.NMErr = a.o.NM.State(ctx)
+		links := make([]nm.Link, 0, len(in.NICs))
+		for _, n := range in.NICs {
+			links = append(links, nm.Link{Name: n.Name, MAC: n.MAC})
+		}
+		in.NM.Profiles = slices.Clone(in.NM.Profiles)
+		nm.MarkMissing(&in.NM, links) // as GetState reports it
 	}
 	if a.o.Files != nil {
 		for _, p := range []string{SysctlFile, AptFile, DnfFile} {

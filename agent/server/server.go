@@ -28,6 +28,9 @@ const (
 	DefaultMaxRPCTimeout     = 2 * time.Minute
 	DefaultConnectionTimeout = 10 * time.Second
 	DefaultIdleRelease       = 2 * time.Second
+	// DefaultMaxHeaderListSize bounds the headers a host may send (gRPC's own default is 16 MiB,
+	// outside the message cap). The controller's headers are a few hundred bytes.
+	DefaultMaxHeaderListSize = 64 << 10
 )
 
 // Options configures the server. Zero values take the defaults.
@@ -41,6 +44,8 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxMessageSize bounds received and sent messages. Default 4 MiB.
 	MaxMessageSize int
+	// MaxHeaderListSize bounds the header list of a request. Default 64 KiB.
+	MaxHeaderListSize uint32
 	// MaxRPCTimeout caps the deadline of every unary RPC (a caller's longer or missing deadline is
 	// cut to it). Default 2 min.
 	MaxRPCTimeout time.Duration
@@ -91,6 +96,9 @@ func New(svc kvmnetv1.AgentServer, opts Options) *Server {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if opts.MaxHeaderListSize == 0 {
+		opts.MaxHeaderListSize = DefaultMaxHeaderListSize
+	}
 	if opts.MaxRPCTimeout <= 0 {
 		opts.MaxRPCTimeout = DefaultMaxRPCTimeout
 	}
@@ -115,6 +123,7 @@ func New(svc kvmnetv1.AgentServer, opts Options) *Server {
 	s.g = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxMessageSize),
 		grpc.MaxSendMsgSize(opts.MaxMessageSize),
+		grpc.MaxHeaderListSize(opts.MaxHeaderListSize),
 		grpc.ConnectionTimeout(opts.ConnectionTimeout),
 		// The controller pings every 10 s (gRPC's client minimum) with or without active RPCs;
 		// allow it, and punish only clients pinging faster than every 5 s.

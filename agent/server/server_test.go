@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kvmnet/kvmnet/agent/transport"
@@ -234,5 +235,24 @@ func TestStopDoesNotHang(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Stop did not return within 10s")
+	}
+}
+
+// TestMaxHeaderListSize: the server announces its header limit, so a host's oversized metadata is
+// refused before it is sent, and a normal call on the same connection still works.
+func TestMaxHeaderListSize(t *testing.T) {
+	c := start(t, &fakeAgent{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.GetState(ctx, &kvmnetv1.GetStateRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	big := metadata.AppendToOutgoingContext(ctx, "x-big", strings.Repeat("x", DefaultMaxHeaderListSize))
+	_, err := c.GetState(big, &kvmnetv1.GetStateRequest{})
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "maximum size (65536 bytes) set by server") {
+		t.Fatalf("oversized headers = %v, want refused at the server's 64 KiB", err)
+	}
+	if _, err := c.GetState(ctx, &kvmnetv1.GetStateRequest{}); err != nil {
+		t.Fatalf("connection unusable after a refused call: %v", err)
 	}
 }

@@ -4,16 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"github.com/kvmnet/kvmnet/proto/kvmnet/v1/resync"
@@ -24,6 +28,11 @@ const (
 	DefaultDialTimeout = 5 * time.Second
 	DefaultCallTimeout = 10 * time.Second
 	maxMessageSize     = 4 << 20
+	// MaxHeaderListSize bounds the headers and trailers the client accepts from an agent. gRPC's
+	// default is 16 MiB, outside the 4 MiB message cap: a hostile agent could send its status
+	// message in the trailers. An honest agent's headers are a few hundred bytes, its error messages
+	// a few KiB.
+	MaxHeaderListSize = 64 << 10
 )
 
 // DialFunc opens one byte stream to the agent (a seam: tests inject their own).
@@ -125,8 +134,10 @@ func DialAddr(ctx context.Context, a Addr, opts ...Option) (*Client, error) {
 		// 10 s is gRPC's minimum ping interval; with the 3 s timeout a silent peer is dropped in ~13 s
 		// even without calls. Calls themselves carry deadlines (o.callTimeout).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
+		grpc.WithMaxHeaderListSize(MaxHeaderListSize),
 		grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)),
-		grpc.WithChainUnaryInterceptor(defaultDeadline(o.callTimeout)),
+		grpc.WithChainUnaryInterceptor(explainHeaderLimit, defaultDeadline(o.callTimeout)),
+		grpc.WithChainStreamInterceptor(explainHeaderLimitStream),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", a, err)
@@ -221,4 +232,49 @@ func defaultDeadline(d time.Duration) grpc.UnaryClientInterceptor {
 		}
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
+}
+
+// gRPC reports headers over MaxHeaderListSize in two ways, both worded for gRPC's developers: a
+// header list over the limit ends the stream ("peer header list size exceeded limit"), and a single
+// header value over it fails HPACK decoding and ends the connection ("COMPRESSION_ERROR").
+var headerLimitErrors = []string{"header list size", "COMPRESSION_ERROR"}
+
+// headerLimitError turns gRPC's wording for headers over MaxHeaderListSize into an error that says
+// what happened (ResourceExhausted, like a message over the size cap); other errors pass unchanged.
+func headerLimitError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || (st.Code() != codes.Internal && st.Code() != codes.Unavailable) {
+		return err
+	}
+	for _, s := range headerLimitErrors {
+		if strings.Contains(st.Message(), s) {
+			return status.Errorf(codes.ResourceExhausted, "the agent's reply was refused: its headers or trailers exceed %d KiB "+
+				"(a status message travels there, outside the %d MiB message limit; a broken or hostile agent): %s",
+				MaxHeaderListSize>>10, maxMessageSize>>20, st.Message())
+		}
+	}
+	return err
+}
+
+func explainHeaderLimit(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return headerLimitError(invoker(ctx, method, req, reply, cc, opts...))
+}
+
+func explainHeaderLimitStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, headerLimitError(err)
+	}
+	return headerLimitStream{s}, nil
+}
+
+// headerLimitStream explains header-limit errors of a stream's messages too.
+type headerLimitStream struct{ grpc.ClientStream }
+
+func (s headerLimitStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == io.EOF {
+		return err
+	}
+	return headerLimitError(err)
 }

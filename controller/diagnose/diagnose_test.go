@@ -273,11 +273,13 @@ func cases() []tcase {
 			finding: &want{code: CodeGuestProfileWrongInterface, sev: SeverityError, subject: "guest vm1/" + mac1,
 				evidence: []string{"profile=Wired connection 1", "interface_name=eth0", "guest_interfaces=enp1s0"},
 				summary:  []string{"bound to interface-name eth0"}, fix: "kvmnetctl guests fix vm1 --nic " + mac1}},
-		{name: "guest_profile_wrong_interface: computed when the agent does not flag it", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+		{name: "guest_profile_wrong_interface: the agent's bound_to_missing_interface decides (one owner)", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			gst(s).NetworkManager.Profiles = append(gst(s).NetworkManager.Profiles,
-				&kvmnetv1.Profile{Id: "old", Type: "802-3-ethernet", InterfaceName: "ens3", Ipv4Method: "auto"})
+				&kvmnetv1.Profile{Id: "old", Type: "802-3-ethernet", InterfaceName: "ens3", Ipv4Method: "auto"},
+				&kvmnetv1.Profile{Id: "by-mac", Type: "802-3-ethernet", Mac: "52:54:00:99:99:99", Ipv4Method: "auto", BoundToMissingInterface: true})
 		}, codes: []Code{CodeGuestProfileWrongInterface},
-			finding: &want{code: CodeGuestProfileWrongInterface, sev: SeverityWarning, subject: "guest vm1"}},
+			finding: &want{code: CodeGuestProfileWrongInterface, sev: SeverityWarning, subject: "guest vm1",
+				summary: []string{`"by-mac"`, "bound to mac 52:54:00:99:99:99"}}},
 		{name: "guest_no_default_route", base: healthyNAT, mutate: noDefaultRoute,
 			codes:   []Code{CodeGuestNoDefaultRoute},
 			finding: &want{code: CodeGuestNoDefaultRoute, sev: SeverityError, evidence: []string{"gateway=192.168.122.1"}}},

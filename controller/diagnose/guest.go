@@ -697,18 +697,13 @@ func (gc *guestCtx) profiles() {
 		if p.GetType() != "802-3-ethernet" && p.GetType() != "ethernet" {
 			continue
 		}
-		nameMissing := p.GetInterfaceName() != "" && !slices.Contains(names, p.GetInterfaceName())
-		macMissing := p.GetMac() != ""
-		for _, it := range ifaces {
-			if snapshot.ParseMAC(it.GetMac()) == snapshot.ParseMAC(p.GetMac()) {
-				macMissing = false
-			}
-		}
-		if !p.GetBoundToMissingInterface() && !nameMissing && !macMissing {
+		// The agent decides "bound to a missing interface" (against the kernel's interfaces) and
+		// reports it; here only the wording picks which binding to name.
+		if !p.GetBoundToMissingInterface() {
 			continue
 		}
 		bound := "interface-name " + p.GetInterfaceName()
-		if !nameMissing && macMissing {
+		if p.GetInterfaceName() == "" || slices.Contains(names, p.GetInterfaceName()) {
 			bound = "mac " + p.GetMac()
 		}
 		sev := SeverityWarning

@@ -204,19 +204,21 @@ type fakeHost struct {
 	noEffect bool
 }
 
-func (h *fakeHost) Commands(_ context.Context, st fixplan.HostStep) ([]string, error) {
-	return []string{"virsh net-start " + st.Network}, nil
-}
-
-func (h *fakeHost) Do(_ context.Context, st fixplan.HostStep) error {
-	if st.Kind == h.fail {
-		return errors.New("libvirt said no")
+// steps is a table whose every kind shows a virsh command and applies to the in-memory findings.
+func (h *fakeHost) steps() HostSteps {
+	step := func(_ context.Context, st fixplan.HostStep) (HostChange, error) {
+		return HostChange{Commands: []string{"virsh net-start " + st.Network}, Do: func(context.Context) error {
+			if st.Kind == h.fail {
+				return errors.New("libvirt said no")
+			}
+			h.done = append(h.done, st.Kind)
+			if !h.noEffect {
+				h.findings = slices.DeleteFunc(h.findings, func(f diagnose.Finding) bool { return slices.Contains(st.Codes, f.Code) })
+			}
+			return nil
+		}}, nil
 	}
-	h.done = append(h.done, st.Kind)
-	if !h.noEffect {
-		h.findings = slices.DeleteFunc(h.findings, func(f diagnose.Finding) bool { return slices.Contains(st.Codes, f.Code) })
-	}
-	return nil
+	return HostSteps{fixplan.StepStartNetwork: step}
 }
 
 func TestHostFix(t *testing.T) {
@@ -237,6 +239,9 @@ func TestHostFix(t *testing.T) {
 			wantDone: []fixplan.HostStepKind{fixplan.StepStartNetwork}, wantErr: "1 finding(s) remain", wantOut: "StillReported"},
 		{name: "step fails", host: &fakeHost{findings: []diagnose.Finding{inactive}, fail: fixplan.StepStartNetwork},
 			wantErr: "1 step(s) failed", wantOut: "Err:libvirt said no"},
+		{name: "a kind without an entry is not done", host: &fakeHost{findings: []diagnose.Finding{
+			{Code: diagnose.CodeIPForwardOff, Severity: diagnose.SeverityError}}},
+			wantErr: "1 step(s) failed", wantOut: "host step not supported: enable-ip-forward"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,7 +251,7 @@ func TestHostFix(t *testing.T) {
 				Snapshot: func(context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
 					return snap, slices.Clone(tc.host.findings), nil
 				},
-				Actions: tc.host, Events: record(&out),
+				Steps: tc.host.steps(), Events: record(&out),
 			}
 			_, err := Host(context.Background(), d, nil, tc.dryRun)
 			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {

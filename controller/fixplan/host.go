@@ -1,6 +1,7 @@
 package fixplan
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -38,6 +39,9 @@ var stepOrder = []HostStepKind{
 	StepDefineDefaultNetwork, StepStartNetwork, StepAutostartNetwork, StepEnableIPForward,
 	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepBridgedAccept, StepBridgeNFOff, StepLinkUp, StepMoveChannel,
 }
+
+// HostStepKinds returns every step kind, in the order steps run.
+func HostStepKinds() []HostStepKind { return slices.Clone(stepOrder) }
 
 // HostStep is one host change.
 type HostStep struct {
@@ -88,7 +92,7 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 	fixable := FixableHostCodes()
 	for _, c := range only {
 		if !slices.Contains(fixable, c) {
-			return HostPlan{}, fmt.Errorf("--only %s: not a host-fixable code; choose from %v", c, fixable)
+			return HostPlan{}, fmt.Errorf("--only %s: %w; choose from %v", c, ErrNotHostFixable, fixable)
 		}
 	}
 	var p HostPlan
@@ -161,6 +165,9 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 	})
 	return p, nil
 }
+
+// ErrNotHostFixable is returned (wrapped) for a code in only that host fix does not act on.
+var ErrNotHostFixable = errors.New("not a host-fixable code")
 
 // FixableHostCodes returns the codes `kvmnetctl host fix --only` accepts: those the catalogue gives
 // to the host fixer.

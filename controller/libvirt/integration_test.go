@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
@@ -212,6 +213,23 @@ func TestRealLibvirtd(t *testing.T) {
 		inactive, err := src.DomainXML(ctx, "vm-run", true)
 		if err != nil || strings.Contains(inactive, "vnet") || strings.Contains(inactive, "domain-") {
 			t.Fatalf("inactive XML carries live details (%v): %s", err, inactive)
+		}
+	})
+
+	// qemu-guest-agent errors from a real libvirtd map onto qga's sentinels (no guest OS runs here).
+	t.Run("qemu-agent-command errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			dom  string
+			want error
+		}{
+			{"vm-defined", qga.ErrDomainNotRunning}, // shut off
+			{"vm-run", qga.ErrNotConfigured},        // running, no org.qemu.guest_agent.0 channel
+			{"no-such-vm", qga.ErrNoDomain},
+		} {
+			_, err := src.QemuAgentCommand(ctx, tc.dom, `{"execute":"guest-ping"}`, 2*time.Second)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s: err = %v, want %v", tc.dom, err, tc.want)
+			}
 		}
 	})
 
