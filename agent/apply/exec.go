@@ -90,6 +90,11 @@ type Options struct {
 	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
 	// middle of an Apply or a rollback (default DefaultNMRestartWait).
 	NMRestartWait time.Duration
+	// Udev tells whether udev has initialised a NIC (default UdevDB under Config.Root).
+	Udev Udev
+	// ManagedWait bounds the wait for NetworkManager to manage a new NIC an Apply targets (default
+	// DefaultManagedWait).
+	ManagedWait time.Duration
 	// Records keeps the pending checkpoint's Record on disk, so that a rollback survives the agent
 	// process and a reboot (Resume). nil: in memory only.
 	Records RecordStore
@@ -249,6 +254,14 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		root = "/"
 	}
 	in := a.Gather(ctx, root)
+	// A NIC hot-plugged seconds ago is unmanaged until udev has initialised it: judged only once
+	// NetworkManager has had the chance to take it over.
+	in, notYet, waited := a.waitManaged(ctx, root, r, in)
+	if len(notYet) > 0 {
+		err := errNotYetManaged(notYet, waited)
+		a.log.Warn("apply refused", "error", err)
+		return nil, err
+	}
 	plan, err := Compute(r, in)
 	if err != nil {
 		a.log.Warn("apply refused", "error", err)
