@@ -582,3 +582,45 @@ func TestBridgeState(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentNotAnswering: an agent that took the connection and then stayed silent is hung or
+// overloaded (retry, look at the guest), one that never took it is missing (install it); neither
+// guest is called healthy.
+func TestAgentNotAnswering(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		connected  bool
+		evidence   string
+		fixHas     string
+		fixHasNot  string
+		summaryHas string
+	}{
+		{"port closed", false, "agent=not_running", "install and start kvmnet-agent", "--timeout", "does not take connections"},
+		{"connected, no answer", true, "agent=no_answer", "--timeout 30s", "install", "took the connection"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := healthyNAT()
+			g := &s.Guests[0]
+			g.Reachable, g.State, g.Checks = false, nil, nil
+			g.Connected, g.TimedOut, g.Error = tc.connected, tc.connected, "no answer within 10s: context deadline exceeded"
+			r := Diagnose(s)
+			gr := r.Guests[0]
+			var f Finding
+			for _, x := range gr.Findings {
+				if x.Code == CodeGuestAgentUnreachable {
+					f = x
+				}
+			}
+			if f.Code == "" {
+				t.Fatalf("no %s in %v", CodeGuestAgentUnreachable, Codes(gr.Findings))
+			}
+			if !slices.Contains(f.Evidence, tc.evidence) || !strings.Contains(f.Fix, tc.fixHas) || strings.Contains(f.Fix, tc.fixHasNot) ||
+				!strings.Contains(f.Summary, tc.summaryHas) {
+				t.Errorf("finding %+v", f)
+			}
+			if gr.Health != HealthUnknown || !gr.Healthy {
+				t.Errorf("health %q healthy=%v, want unknown (no error found, nothing seen inside)", gr.Health, gr.Healthy)
+			}
+		})
+	}
+}
