@@ -20,6 +20,9 @@ type Format string
 // Formats.
 const (
 	FormatTable Format = "table"
+	// FormatWide is the table with every column (kubectl's -o wide); commands without extra columns
+	// print their table.
+	FormatWide Format = "wide"
 	FormatJSON  Format = "json"
 	FormatYAML  Format = "yaml"
 )
@@ -31,10 +34,10 @@ func (f Format) Structured() bool { return f == FormatJSON || f == FormatYAML }
 // ParseFormat checks a -o value.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(s)); f {
-	case FormatTable, FormatJSON, FormatYAML:
+	case FormatTable, FormatWide, FormatJSON, FormatYAML:
 		return f, nil
 	}
-	return "", fmt.Errorf("output format %q: want table, json or yaml", s)
+	return "", fmt.Errorf("output format %q: want table, wide, json or yaml", s)
 }
 
 // Table is a value that renders as rows under headers.
