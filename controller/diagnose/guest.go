@@ -783,7 +783,7 @@ func (gc *guestCtx) resolver() {
 		Code: CodeGuestDNSFailure, Severity: SeverityWarning, Subject: SubjectGuest(gc.dom.Name, ""),
 		Summary:  fmt.Sprintf("the guest's resolver has no nameserver (mode %s, %s): names cannot be resolved", strings.TrimPrefix(dns.GetMode().String(), "RESOLVER_MODE_"), orNone(dns.GetDetail())),
 		Fix:      gc.fixGuest(n) + " (the DHCP profile takes the network's DNS server)",
-		Evidence: []string{ev("resolver_mode", dns.GetMode().String()), ev("servers", "none")},
+		Evidence: []string{ev("resolver_mode", dns.GetMode().String()), ev("servers", "none"), ev("side", "guest")},
 	}
 	if n != nil {
 		gc.addNIC(n, f)

@@ -121,6 +121,10 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 			p.addStep(f, HostStep{Kind: StepEnableIPForward,
 				Summary: "set net.ipv4.ip_forward=1 now and persist it in /etc/sysctl.d/99-kvmnet-ip-forward.conf"})
 		case diagnose.CodeLibvirtRulesMissing, diagnose.CodeNATMasqueradeMissing, diagnose.CodeDnsmasqDown, diagnose.CodeBridgeDown:
+			if n, ok := s.Networks.Find(f.Network); ok && n.Forward == snapshot.ForwardBridge {
+				p.Manual = append(p.Manual, f) // the host bridge is not libvirt's: a restart does not create it
+				continue
+			}
 			for _, n := range networksFor(s, f) {
 				p.addStep(f, HostStep{Kind: StepRestartNetwork, Network: n.Name,
 					Summary: "restart network " + n.Name + " so libvirt re-creates its bridge, dnsmasq and firewall rules",
@@ -153,7 +157,7 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 			}
 			p.GuestSide = append(p.GuestSide, f)
 		default:
-			if info, _ := diagnose.Lookup(f.Code); info.Fixer.Guest() {
+			if diagnose.FixerFor(f).Guest() {
 				p.GuestSide = append(p.GuestSide, f)
 			} else {
 				p.Manual = append(p.Manual, f)
