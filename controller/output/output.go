@@ -23,8 +23,8 @@ const (
 	// FormatWide is the table with every column (kubectl's -o wide); commands without extra columns
 	// print their table.
 	FormatWide Format = "wide"
-	FormatJSON  Format = "json"
-	FormatYAML  Format = "yaml"
+	FormatJSON Format = "json"
+	FormatYAML Format = "yaml"
 )
 
 // Structured reports whether f is for programs (JSON, YAML): commands then keep their human text

@@ -75,12 +75,12 @@ const StatusWidth = 120
 // WriteStatus renders the `guests status` table, the findings with their fixes, and a summary line.
 // The default table has one line per guest NIC with DOMAIN, NIC, NETWORK, GUEST-IF, IPV4, LEASE,
 // AGENT and FINDINGS and fits StatusWidth columns for names of usual length; wide adds the domain
-// state, the bridge, the tap, the agent's transport, IPv6, apt's IPv4 setting and the checks, and
+// state, the bridge, the tap, the guest's network stack, the agent's transport, IPv6, apt's IPv4 setting and the checks, and
 // lists every code.
 func WriteStatus(w io.Writer, r diagnose.Report, pal Palette, wide bool) error {
 	headers := []string{"DOMAIN", "NIC", "NETWORK", "GUEST-IF", "IPV4", "LEASE", "AGENT", "FINDINGS"}
 	if wide {
-		headers = []string{"DOMAIN", "STATE", "MAC", "NETWORK", "VNET", "GUEST-IF", "GUEST-IPV4", "LEASE", "AGENT", "IPV6", "APT-IPV4", "CHECKS", "FINDINGS"}
+		headers = []string{"DOMAIN", "STATE", "MAC", "NETWORK", "VNET", "GUEST-IF", "STACK", "GUEST-IPV4", "LEASE", "AGENT", "IPV6", "APT-IPV4", "CHECKS", "FINDINGS"}
 	}
 	var rows [][]string
 	var codes [][]string
@@ -109,7 +109,7 @@ func WriteStatus(w io.Writer, r diagnose.Report, pal Palette, wide bool) error {
 			} else if n.Bridge != "" {
 				network += "(" + n.Bridge + ")"
 			}
-			rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname),
+			rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname), Dash(n.Stack),
 				Dash(strings.Join(n.GuestIPv4, ",")), Dash(lease), row.agent, Dash(n.IPv6), Dash(n.AptIPv4), Dash(n.Checks), strings.Join(cs, ",")})
 		} else {
 			network := n.Network
