@@ -1183,8 +1183,12 @@ type Profile struct {
 	ManagedByKvmnet bool `protobuf:"varint,12,opt,name=managed_by_kvmnet,json=managedByKvmnet,proto3" json:"managed_by_kvmnet,omitempty"`
 	// Whether the bound interface name (or MAC) matches no interface of the guest.
 	BoundToMissingInterface bool `protobuf:"varint,13,opt,name=bound_to_missing_interface,json=boundToMissingInterface,proto3" json:"bound_to_missing_interface,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// DNS servers set by hand in the profile (ipv4.dns).
+	Ipv4Dns []string `protobuf:"bytes,100,rep,name=ipv4_dns,json=ipv4Dns,proto3" json:"ipv4_dns,omitempty"`
+	// ipv4.ignore-auto-dns: the DNS servers DHCP offers are ignored.
+	Ipv4IgnoreAutoDns bool `protobuf:"varint,101,opt,name=ipv4_ignore_auto_dns,json=ipv4IgnoreAutoDns,proto3" json:"ipv4_ignore_auto_dns,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Profile) Reset() {
@@ -1304,6 +1308,20 @@ func (x *Profile) GetManagedByKvmnet() bool {
 func (x *Profile) GetBoundToMissingInterface() bool {
 	if x != nil {
 		return x.BoundToMissingInterface
+	}
+	return false
+}
+
+func (x *Profile) GetIpv4Dns() []string {
+	if x != nil {
+		return x.Ipv4Dns
+	}
+	return nil
+}
+
+func (x *Profile) GetIpv4IgnoreAutoDns() bool {
+	if x != nil {
+		return x.Ipv4IgnoreAutoDns
 	}
 	return false
 }
@@ -2933,7 +2951,7 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12.\n" +
-	"\bprofiles\x18\x04 \x03(\v2\x12.kvmnet.v1.ProfileR\bprofiles\"\xab\x03\n" +
+	"\bprofiles\x18\x04 \x03(\v2\x12.kvmnet.v1.ProfileR\bprofiles\"\xf7\x03\n" +
 	"\aProfile\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x12\n" +
@@ -2950,7 +2968,9 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	" \x01(\tR\factiveDevice\x12 \n" +
 	"\vautoconnect\x18\v \x01(\bR\vautoconnect\x12*\n" +
 	"\x11managed_by_kvmnet\x18\f \x01(\bR\x0fmanagedByKvmnet\x12;\n" +
-	"\x1abound_to_missing_interface\x18\r \x01(\bR\x17boundToMissingInterface\"\xa5\x03\n" +
+	"\x1abound_to_missing_interface\x18\r \x01(\bR\x17boundToMissingInterface\x12\x19\n" +
+	"\bipv4_dns\x18d \x03(\tR\aipv4Dns\x12/\n" +
+	"\x14ipv4_ignore_auto_dns\x18e \x01(\bR\x11ipv4IgnoreAutoDns\"\xa5\x03\n" +
 	"\tIPv6State\x12!\n" +
 	"\fall_disabled\x18\x01 \x01(\bR\vallDisabled\x12)\n" +
 	"\x10default_disabled\x18\x02 \x01(\bR\x0fdefaultDisabled\x12Z\n" +
