@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,6 +90,11 @@ type Options struct {
 	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
 	// middle of an Apply or a rollback (default DefaultNMRestartWait).
 	NMRestartWait time.Duration
+	// Udev tells whether udev has initialised a NIC (default UdevDB under Config.Root).
+	Udev Udev
+	// ManagedWait bounds the wait for NetworkManager to manage a new NIC an Apply targets (default
+	// DefaultManagedWait).
+	ManagedWait time.Duration
 	// Records keeps the pending checkpoint's Record on disk, so that a rollback survives the agent
 	// process and a reboot (Resume). nil: in memory only.
 	Records RecordStore
@@ -177,6 +183,12 @@ func (a *Applier) Gather(ctx context.Context, root string) Inputs {
 		in.NMErr = errors.New("no NetworkManager client configured")
 	} else {
 		in.NM, in.NMErr = a.o.NM.State(ctx)
+		links := make([]nm.Link, 0, len(in.NICs))
+		for _, n := range in.NICs {
+			links = append(links, nm.Link{Name: n.Name, MAC: n.MAC})
+		}
+		in.NM.Profiles = slices.Clone(in.NM.Profiles)
+		nm.MarkMissing(&in.NM, links) // as GetState reports it
 	}
 	if a.o.Files != nil {
 		for _, p := range []string{SysctlFile, AptFile, DnfFile} {
@@ -242,6 +254,14 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		root = "/"
 	}
 	in := a.Gather(ctx, root)
+	// A NIC hot-plugged seconds ago is unmanaged until udev has initialised it: judged only once
+	// NetworkManager has had the chance to take it over.
+	in, notYet, waited := a.waitManaged(ctx, root, r, in)
+	if len(notYet) > 0 {
+		err := errNotYetManaged(notYet, waited)
+		a.log.Warn("apply refused", "error", err)
+		return nil, err
+	}
 	plan, err := Compute(r, in)
 	if err != nil {
 		a.log.Warn("apply refused", "error", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +38,9 @@ func (f *fakeNM) called() string {
 func (f *fakeNM) State(context.Context) (nm.State, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.state, nil
+	st := f.state
+	st.Devices, st.Profiles = slices.Clone(st.Devices), slices.Clone(st.Profiles)
+	return st, nil
 }
 func (f *fakeNM) Settings(_ context.Context, p dbus.ObjectPath) (nm.Settings, error) {
 	f.log("settings")

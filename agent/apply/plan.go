@@ -340,7 +340,7 @@ func (p *planner) removeConflicts(a RemoveConflictsAction) error {
 			why = fmt.Sprintf("bound to %s (interface-name=%q mac=%q), which gets %s", nic.Name, pr.InterfaceName, pr.MAC, keep)
 		case pr.Active && pr.ActiveDevice == nic.Name:
 			why = fmt.Sprintf("active on %s, which gets %s", nic.Name, keep)
-		case p.boundToMissing(pr):
+		case pr.BoundToMissingInterface:
 			why = fmt.Sprintf("bound to an interface that does not exist (interface-name=%q mac=%q)", pr.InterfaceName, pr.MAC)
 		default:
 			continue
@@ -348,19 +348,6 @@ func (p *planner) removeConflicts(a RemoveConflictsAction) error {
 		p.deleteProfile(pr, why)
 	}
 	return nil
-}
-
-// boundToMissing judges against the kernel's NICs (and NetworkManager's devices as reported).
-func (p *planner) boundToMissing(pr nm.Profile) bool {
-	if pr.InterfaceName == "" && pr.MAC == "" {
-		return false
-	}
-	for _, n := range p.in.NICs {
-		if (pr.InterfaceName == "" || pr.InterfaceName == n.Name) && (pr.MAC == "" || strings.EqualFold(pr.MAC, n.MAC)) {
-			return false
-		}
-	}
-	return pr.BoundToMissingInterface || len(p.in.NICs) > 0
 }
 
 func (p *planner) writeFile(path string, body []byte, what string) {

@@ -196,7 +196,7 @@ func (c *Client) State(ctx context.Context) (State, error) {
 		if errs[na+2*j+1] == nil {
 			prof.Filename, _ = filenames[j].Value().(string)
 		}
-		prof.BoundToMissingInterface = boundToMissing(prof, devs)
+		prof.BoundToMissingInterface = BoundToMissing(prof, deviceLinks(devs))
 		out.Profiles = append(out.Profiles, prof)
 	}
 	sort.Slice(out.Profiles, func(i, j int) bool {
@@ -215,18 +215,48 @@ func (c *Client) Settings(ctx context.Context, path dbus.ObjectPath) (Settings, 
 	return s, err
 }
 
-func boundToMissing(p Profile, devs []Device) bool {
+// Link is an interface by name and MAC, as BoundToMissing matches profiles against it.
+type Link struct {
+	// Name and MAC of the interface.
+	Name, MAC string
+}
+
+// BoundToMissing is the agent's one decision of "profile bound to a missing interface": p is an
+// ethernet profile bound by interface-name and/or MAC, and none of links has that name and MAC. The
+// Client decides it against NetworkManager's devices; the agent then decides it again, with the
+// same function, against the kernel's interfaces (MarkMissing), and everything else (plans, the
+// host's diagnosis) uses the reported BoundToMissingInterface.
+func BoundToMissing(p Profile, links []Link) bool {
 	if p.Type != EthernetType || (p.InterfaceName == "" && p.MAC == "") {
 		return false
 	}
-	for _, d := range devs {
-		nameOK := p.InterfaceName == "" || p.InterfaceName == d.Interface
-		macOK := p.MAC == "" || strings.EqualFold(p.MAC, d.MAC)
+	for _, l := range links {
+		nameOK := p.InterfaceName == "" || p.InterfaceName == l.Name
+		macOK := p.MAC == "" || strings.EqualFold(p.MAC, l.MAC)
 		if nameOK && macOK {
 			return false
 		}
 	}
 	return true
+}
+
+// MarkMissing sets BoundToMissingInterface of every profile in st against the kernel's interfaces
+// (links); with none known, NetworkManager's devices decided it already.
+func MarkMissing(st *State, links []Link) {
+	if len(links) == 0 {
+		return
+	}
+	for i := range st.Profiles {
+		st.Profiles[i].BoundToMissingInterface = BoundToMissing(st.Profiles[i], links)
+	}
+}
+
+func deviceLinks(devs []Device) []Link {
+	out := make([]Link, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, Link{Name: d.Interface, MAC: d.MAC})
+	}
+	return out
 }
 
 // ParseProfile flattens settings into a Profile (pure; Active, Filename and BoundToMissingInterface

@@ -144,10 +144,20 @@ func TestBoundToMissing(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := boundToMissing(tc.p, devs); got != tc.want {
-				t.Fatalf("boundToMissing = %t, want %t", got, tc.want)
+			if got := BoundToMissing(tc.p, deviceLinks(devs)); got != tc.want {
+				t.Fatalf("BoundToMissing = %t, want %t", got, tc.want)
 			}
 		})
+	}
+	// The kernel's interfaces decide over NetworkManager's devices; none known leaves it as is.
+	st := State{Profiles: []Profile{{Type: EthernetType, InterfaceName: "eth0"}, {Type: EthernetType, InterfaceName: "enp9s0", BoundToMissingInterface: true}}}
+	MarkMissing(&st, nil)
+	if st.Profiles[0].BoundToMissingInterface || !st.Profiles[1].BoundToMissingInterface {
+		t.Fatalf("MarkMissing without links changed the profiles: %+v", st.Profiles)
+	}
+	MarkMissing(&st, []Link{{Name: "enp9s0"}})
+	if !st.Profiles[0].BoundToMissingInterface || st.Profiles[1].BoundToMissingInterface {
+		t.Fatalf("MarkMissing against the kernel's enp9s0: %+v", st.Profiles)
 	}
 }
 

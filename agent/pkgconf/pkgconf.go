@@ -1,7 +1,6 @@
 package pkgconf
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -36,14 +35,15 @@ Acquire::ForceIPv4 "true";
 `)
 }
 
-// Manager reads and changes the apt and dnf IPv4 settings under one root.
+// Manager reads the apt and dnf IPv4 settings under one root. The changes are agent/apply's (it
+// renders them with RenderApt and RenderDnf and writes them through agent/files).
 type Manager struct {
 	root  string
-	files *files.Store
+	files *files.Store // read only: whether kvmnet manages dnf.conf
 }
 
-// New returns a Manager reading under root and writing through store (whose root should be the
-// same).
+// New returns a Manager reading under root, and kvmnet's records of its files in store (whose root
+// should be the same).
 func New(root string, store *files.Store) (*Manager, error) {
 	if root == "" || store == nil {
 		return nil, errors.New("pkgconf: a root directory and a file store are required")
@@ -189,140 +189,4 @@ func (m *Manager) State() (*kvmnetv1.PackageManagerState, error) {
 		out.DnfSource = DnfConf
 	}
 	return out, errors.Join(errs...)
-}
-
-// Plan returns the changes Apply(force) would make, without making them.
-func (m *Manager) Plan(force bool) ([]*kvmnetv1.Change, error) { return m.run(force, true) }
-
-// Apply forces apt and dnf to IPv4 (force=true) or removes kvmnet's settings (force=false), and
-// returns what changed. Package managers that are not installed, and settings someone else already
-// made, are left alone (reported as "note" changes). A second Apply returns no file changes.
-func (m *Manager) Apply(force bool) ([]*kvmnetv1.Change, error) { return m.run(force, false) }
-
-func (m *Manager) run(force, dry bool) ([]*kvmnetv1.Change, error) {
-	var out []*kvmnetv1.Change
-	c, err := m.runApt(force, dry)
-	if err != nil {
-		return out, err
-	}
-	out = append(out, c...)
-	c, err = m.runDnf(force, dry)
-	out = append(out, c...)
-	return out, err
-}
-
-func note(target, summary string) *kvmnetv1.Change {
-	return &kvmnetv1.Change{Kind: "note", Target: target, Summary: summary}
-}
-
-func (m *Manager) runApt(force, dry bool) ([]*kvmnetv1.Change, error) {
-	apt := m.readApt()
-	if !apt.installed {
-		return nil, nil
-	}
-	cur, err := m.files.Read(AptFile)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	if force {
-		if apt.set && apt.value && apt.source != AptFile && !apt.ownFile {
-			return []*kvmnetv1.Change{note(apt.source, "apt is already forced to IPv4 by "+apt.source+"; nothing to do")}, nil
-		}
-		want := files.WithHeader(RenderApt())
-		var out []*kvmnetv1.Change
-		if !bytes.Equal(cur, want) {
-			c := &kvmnetv1.Change{Kind: "file", Target: AptFile, Summary: "write " + AptFile + ` (Acquire::ForceIPv4 "true")`,
-				Diff: files.LineDiff(string(cur), string(want))}
-			if !dry {
-				res, err := m.files.Write(AptFile, RenderApt(), 0o644)
-				if err != nil {
-					return nil, err
-				}
-				c.Diff = res.Diff()
-			}
-			out = append(out, c)
-		}
-		if apt.set && !apt.value && apt.source != AptFile {
-			out = append(out, note(apt.source, apt.source+" sets Acquire::ForceIPv4 to false after kvmnet's file; apt will still use IPv6 until it is changed by hand"))
-		}
-		return out, nil
-	}
-	var out []*kvmnetv1.Change
-	if cur != nil {
-		if _, ok, err := m.files.Entry(AptFile); err != nil {
-			return nil, err
-		} else if !ok {
-			return nil, fmt.Errorf("%s exists but kvmnet did not write it; remove it by hand if it should go", AptFile)
-		}
-		c := &kvmnetv1.Change{Kind: "file", Target: AptFile, Summary: "remove " + AptFile, Diff: files.LineDiff(string(cur), "")}
-		if !dry {
-			if _, err := m.files.Remove(AptFile); err != nil {
-				return nil, err
-			}
-		}
-		out = append(out, c)
-	}
-	if apt.set && apt.value && apt.source != AptFile {
-		out = append(out, note(apt.source, apt.source+" forces apt to IPv4 as well; kvmnet leaves it alone"))
-	}
-	return out, nil
-}
-
-func (m *Manager) runDnf(force, dry bool) ([]*kvmnetv1.Change, error) {
-	dnf, err := m.readDnf()
-	if err != nil || !dnf.installed {
-		return nil, err
-	}
-	if force {
-		if dnf.v4 {
-			if dnf.state() == kvmnetv1.ConfigFileState_CONFIG_FILE_STATE_OTHER {
-				return []*kvmnetv1.Change{note(DnfConf, DnfConf+" already sets ip_resolve=4; nothing to do")}, nil
-			}
-			return nil, nil
-		}
-		body := RenderDnf(files.StripHeader(dnf.content), true)
-		want := files.WithHeader(body)
-		c := &kvmnetv1.Change{Kind: "file", Target: DnfConf, Summary: "set ip_resolve=4 in [main] of " + DnfConf + " (original backed up)",
-			Diff: files.LineDiff(string(dnf.content), string(want))}
-		if !dry {
-			res, err := m.files.Write(DnfConf, body, 0)
-			if err != nil {
-				return nil, err
-			}
-			c.Diff = res.Diff()
-		}
-		return []*kvmnetv1.Change{c}, nil
-	}
-	if !dnf.managed {
-		if dnf.v4 {
-			return []*kvmnetv1.Change{note(DnfConf, DnfConf+" sets ip_resolve=4 itself; kvmnet leaves it alone")}, nil
-		}
-		return nil, nil
-	}
-	e, _, err := m.files.Entry(DnfConf)
-	if err != nil {
-		return nil, err
-	}
-	var orig []byte
-	if e.Existed {
-		if orig, err = os.ReadFile(filepath.Join(m.files.Root(), e.Backup)); err != nil {
-			return nil, fmt.Errorf("read backup of %s: %w", DnfConf, err)
-		}
-	}
-	c := &kvmnetv1.Change{Kind: "file", Target: DnfConf, Summary: "restore " + DnfConf + " from kvmnet's backup",
-		Diff: files.LineDiff(string(dnf.content), string(orig))}
-	if !e.Existed {
-		c.Summary = "remove " + DnfConf + " (kvmnet created it)"
-	}
-	if !dry {
-		if e.Existed {
-			_, err = m.files.Restore(DnfConf)
-		} else {
-			_, err = m.files.Remove(DnfConf)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return []*kvmnetv1.Change{c}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -318,21 +319,18 @@ func nmProfiles(st nm.State, err error, ifaces []*kvmnetv1.Interface) (*kvmnetv1
 		return out, nil
 	}
 	out.Running, out.Version = true, st.Status.Version
+	links := make([]nm.Link, 0, len(ifaces))
+	for _, in := range ifaces {
+		links = append(links, nm.Link{Name: in.GetName(), MAC: in.GetMac()})
+	}
+	st.Profiles = slices.Clone(st.Profiles)
+	nm.MarkMissing(&st, links)
 	for _, p := range st.Profiles {
-		missing := p.BoundToMissingInterface
-		if len(ifaces) > 0 && p.Type == nm.EthernetType && (p.InterfaceName != "" || p.MAC != "") {
-			missing = true
-			for _, in := range ifaces {
-				if (p.InterfaceName == "" || p.InterfaceName == in.GetName()) && (p.MAC == "" || strings.EqualFold(p.MAC, in.GetMac())) {
-					missing = false
-				}
-			}
-		}
 		out.Profiles = append(out.Profiles, &kvmnetv1.Profile{
 			Id: p.ID, Uuid: p.UUID, Type: p.Type, InterfaceName: p.InterfaceName, Mac: p.MAC,
 			Ipv4Method: p.IPv4Method, Ipv6Method: p.IPv6Method, Ipv4Addresses: p.IPv4Addresses,
 			Active: p.Active, ActiveDevice: p.ActiveDevice, Autoconnect: p.Autoconnect,
-			ManagedByKvmnet: p.ManagedByKvmnet, BoundToMissingInterface: missing,
+			ManagedByKvmnet: p.ManagedByKvmnet, BoundToMissingInterface: p.BoundToMissingInterface,
 		})
 	}
 	return out, st.Devices

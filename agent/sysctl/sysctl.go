@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
@@ -56,25 +55,6 @@ func disableWrite(scope, value string) Write {
 		Path:  filepath.Join(confDir, scope, "disable_ipv6"),
 		Value: value,
 	}
-}
-
-// LiveWrites returns the writes that disable (value 1) or re-enable (value 0) IPv6 now: default,
-// all, then each interface in ifaces (sorted). Interface names must pass ValidateInterfaceName.
-func LiveWrites(disable bool, ifaces []string) ([]Write, error) {
-	v := "0"
-	if disable {
-		v = "1"
-	}
-	out := []Write{disableWrite("default", v), disableWrite("all", v)}
-	names := slices.Clone(ifaces)
-	slices.Sort(names)
-	for _, n := range slices.Compact(names) {
-		if err := ValidateInterfaceName(n); err != nil {
-			return nil, err
-		}
-		out = append(out, disableWrite(n, v))
-	}
-	return out, nil
 }
 
 // Reader reads IPv6 sysctls under a root directory.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvmnet/kvmnet/controller/checks"
@@ -59,7 +60,10 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 		return g
 	}
 	start := time.Now()
-	r, err := bounded(ctx, func(ctx context.Context) (snapshot.Guest, error) { return c.query(ctx, dom, eps, nets), nil })
+	var connected atomic.Bool
+	r, err := bounded(ctx, func(ctx context.Context) (snapshot.Guest, error) {
+		return c.query(ctx, dom, eps, nets, &connected), nil
+	})
 	if err == nil && !r.Reachable && ctx.Err() != nil {
 		// The call failed because the deadline passed (its error only echoes that): the same
 		// outcome as bounded giving up first, whichever of the two won the race.
@@ -68,6 +72,7 @@ func (c *Collector) guest(ctx context.Context, dom snapshot.Domain, nets []snaps
 	if err != nil {
 		g.Error = fmt.Sprintf("no answer within %s: %v", c.opts.Timeout, err)
 		g.TimedOut = true
+		g.Connected = connected.Load()
 		c.opts.Logger.Debug("guest timed out", "domain", dom.Name, "after", time.Since(start))
 		return g
 	}
@@ -97,7 +102,8 @@ func (c *Collector) queuedOut(dom snapshot.Domain, err error) snapshot.Guest {
 }
 
 // query tries each endpoint in turn until one answers GetState, then runs the checks there.
-func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoint, nets []snapshot.Network) snapshot.Guest {
+// connected is set once an agent took a connection (read even when query is cut off by the deadline).
+func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoint, nets []snapshot.Network, connected *atomic.Bool) snapshot.Guest {
 	g := snapshot.Guest{Domain: dom.Name}
 	var errs []string
 	for _, ep := range eps {
@@ -115,6 +121,8 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 			errs = append(errs, disconnectedOr(ep, err))
 			continue
 		}
+		connected.Store(true)
+		g.Connected = true
 		t0 := time.Now()
 		st, err := a.GetState(dctx, &kvmnetv1.GetStateRequest{})
 		cancel()

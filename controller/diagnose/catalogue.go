@@ -56,6 +56,9 @@ type CodeInfo struct {
 	FixCommand string `json:"fix_command,omitempty"`
 	// FixLimits says when the fixer leaves a finding of this code alone and why ("" = never).
 	FixLimits string `json:"fix_limits,omitempty"`
+	// GuestSideFixer is the fixer of a finding whose evidence says side=guest, for a code whose
+	// cause can be on either side ("" = Fixer whatever the side).
+	GuestSideFixer Fixer `json:"guest_side_fixer,omitempty"`
 	// HostCause is true for guest codes whose cause is on the host: fixing the guest cannot help.
 	// Host and network codes always have their cause on the host.
 	HostCause bool `json:"host_cause,omitempty"`
@@ -65,6 +68,29 @@ type CodeInfo struct {
 
 // CausedOnHost reports whether the code's cause is on the host (its scope, or HostCause).
 func (c CodeInfo) CausedOnHost() bool { return c.Scope != ScopeGuest || c.HostCause }
+
+// FixerFor is the fixer that acts on one finding: its code's, or GuestSideFixer when the evidence
+// says the cause is in the guest (side=guest).
+func FixerFor(f Finding) Fixer {
+	c, _ := Lookup(f.Code)
+	if side, _ := f.Get("side"); side == "guest" && c.GuestSideFixer != "" {
+		return c.GuestSideFixer
+	}
+	return c.Fixer
+}
+
+// CausedOnHostFor reports whether one finding's cause is on the host: its evidence's side when it
+// names one, else its code's.
+func CausedOnHostFor(f Finding) bool {
+	switch side, _ := f.Get("side"); side {
+	case "host":
+		return true
+	case "guest":
+		return false
+	}
+	c, _ := Lookup(f.Code)
+	return c.CausedOnHost()
+}
 
 const (
 	hostFixCmd   = "kvmnetctl host fix --only "
@@ -86,7 +112,8 @@ var catalogue = []CodeInfo{
 	{Code: CodeNetworkDHCPMissing, Scope: ScopeNetwork, Severity: SeverityWarning,
 		Summary: "a libvirt-served network has an IPv4 address but no DHCP range or host", Fixer: FixerManual},
 	{Code: CodeBridgeDown, Scope: ScopeNetwork, Severity: SeverityError,
-		Summary: "a network's bridge is missing or down", Fixer: FixerHost},
+		Summary: "a network's bridge is missing or down", Fixer: FixerHost,
+		FixLimits: "the host bridge of a forward-mode bridge network is not libvirt's: it is created by hand"},
 	{Code: CodeIPForwardOff, Scope: ScopeHost, Severity: SeverityError,
 		Summary: "net.ipv4.ip_forward=0 while a NAT/routed/open network is active", Fixer: FixerHost},
 	{Code: CodeNATMasqueradeMissing, Scope: ScopeNetwork, Severity: SeverityError,
@@ -125,7 +152,7 @@ var catalogue = []CodeInfo{
 		Summary: "a bridged guest's tap is not in STP port state forwarding", Fixer: FixerManual},
 
 	{Code: CodeGuestNICLinkDown, Scope: ScopeGuest, Severity: SeverityError, HostCause: true,
-		Summary: "the NIC's link is down on the host side (domif-setlink) or in the guest", Fixer: FixerHost,
+		Summary: "the NIC's link is down on the host side (domif-setlink) or in the guest", Fixer: FixerHost, GuestSideFixer: FixerGuestDHCP,
 		FixLimits: "host fix sets the host side's link up; a link down in the guest (evidence side=guest) is left to guests fix"},
 	{Code: CodeGuestNICDetached, Scope: ScopeGuest, Severity: SeverityError, HostCause: true,
 		Summary: "the NIC's tap (vnetN) is not a port of its network's bridge", Fixer: FixerManual},
@@ -157,7 +184,8 @@ var catalogue = []CodeInfo{
 		Summary: "apt/dnf may prefer unreachable IPv6 mirrors and hang", Fixer: FixerGuestIPv6},
 	{Code: CodeGuestDNSFailure, Scope: ScopeGuest, Severity: SeverityError,
 		Grading: "warning when the resolver has no nameserver at all (no check ran)",
-		Summary: "name resolution through the guest's resolver fails", Fixer: FixerManual},
+		Summary: "name resolution through the guest's resolver fails", Fixer: FixerManual, GuestSideFixer: FixerGuestDHCP,
+		FixLimits: "guests fix re-applies the DHCP profile when the guest's resolver is at fault (side=guest); a dnsmasq or forwarder cause (side=host) is fixed on the host by hand"},
 	{Code: CodeGuestEgressBlocked, Scope: ScopeGuest, Severity: SeverityError, HostCause: true,
 		Summary: "the gateway answers but TCP/HTTP to the outside fails", Fixer: FixerManual},
 	{Code: CodeGuestAgentUnreachable, Scope: ScopeGuest, Severity: SeverityWarning,

@@ -204,6 +204,7 @@ func (gc *guestCtx) dnsFailure(n *nicCtx, r *kvmnetv1.CheckResult, gwOK bool) {
 	case n.net != nil && servedByLibvirt(n.net) && bip != "" && len(servers) > 0 && !containsStr(servers, bip) && dns.GetMode() != kvmnetv1.ResolverMode_RESOLVER_MODE_SYSTEMD_RESOLVED:
 		why = fmt.Sprintf("the guest asks %s instead of the network's DNS server %s", strings.Join(servers, ","), bip)
 		fix = gc.fixGuest(n) + " (the DHCP profile takes DNS from the network)"
+		evd = append(evd, ev("side", "guest"))
 	case bridgeFail != nil:
 		why = fmt.Sprintf("TCP to %s fails too: libvirt's dnsmasq is not reachable (%s)", targetOr(bridgeFail, bip+":53"), orNone(bridgeFail.GetError()))
 		evd = append(evd, checkEv("dnsmasq", bridgeFail)...)
@@ -211,15 +212,18 @@ func (gc *guestCtx) dnsFailure(n *nicCtx, r *kvmnetv1.CheckResult, gwOK bool) {
 		if n.netName != "" {
 			fix += "; " + restartNet(n.netName) + " restarts dnsmasq"
 		}
+		evd = append(evd, ev("side", "host"))
 	case allOK(gc.check.bridge):
 		why = "dnsmasq answers on the bridge, so it cannot forward: the host's own resolver or the network's <dns><forwarder> is wrong"
 		fix = "check the host's DNS (resolvectl status or /etc/resolv.conf)"
 		if n.netName != "" {
 			fix += fmt.Sprintf(", or set forwarders: virsh net-edit %s → <dns><forwarder addr='IP'/></dns>, then %s", n.netName, restartNet(n.netName))
 		}
+		evd = append(evd, ev("side", "host"))
 	default:
 		why = "the resolver (" + orNone(strings.Join(servers, ",")) + ") does not answer"
 		fix = "kvmnetctl host check (dnsmasq status), then " + gc.fixGuest(n)
+		evd = append(evd, ev("side", "guest"))
 	}
 	gc.addNIC(n, Finding{
 		Code: CodeGuestDNSFailure, Severity: SeverityError,

@@ -273,11 +273,13 @@ func cases() []tcase {
 			finding: &want{code: CodeGuestProfileWrongInterface, sev: SeverityError, subject: "guest vm1/" + mac1,
 				evidence: []string{"profile=Wired connection 1", "interface_name=eth0", "guest_interfaces=enp1s0"},
 				summary:  []string{"bound to interface-name eth0"}, fix: "kvmnetctl guests fix vm1 --nic " + mac1}},
-		{name: "guest_profile_wrong_interface: computed when the agent does not flag it", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+		{name: "guest_profile_wrong_interface: the agent's bound_to_missing_interface decides (one owner)", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			gst(s).NetworkManager.Profiles = append(gst(s).NetworkManager.Profiles,
-				&kvmnetv1.Profile{Id: "old", Type: "802-3-ethernet", InterfaceName: "ens3", Ipv4Method: "auto"})
+				&kvmnetv1.Profile{Id: "old", Type: "802-3-ethernet", InterfaceName: "ens3", Ipv4Method: "auto"},
+				&kvmnetv1.Profile{Id: "by-mac", Type: "802-3-ethernet", Mac: "52:54:00:99:99:99", Ipv4Method: "auto", BoundToMissingInterface: true})
 		}, codes: []Code{CodeGuestProfileWrongInterface},
-			finding: &want{code: CodeGuestProfileWrongInterface, sev: SeverityWarning, subject: "guest vm1"}},
+			finding: &want{code: CodeGuestProfileWrongInterface, sev: SeverityWarning, subject: "guest vm1",
+				summary: []string{`"by-mac"`, "bound to mac 52:54:00:99:99:99"}}},
 		{name: "guest_no_default_route", base: healthyNAT, mutate: noDefaultRoute,
 			codes:   []Code{CodeGuestNoDefaultRoute},
 			finding: &want{code: CodeGuestNoDefaultRoute, sev: SeverityError, evidence: []string{"gateway=192.168.122.1"}}},
@@ -578,5 +580,47 @@ func TestBridgeState(t *testing.T) {
 		if got := bridgeState(tc.b); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestAgentNotAnswering: an agent that took the connection and then stayed silent is hung or
+// overloaded (retry, look at the guest), one that never took it is missing (install it); neither
+// guest is called healthy.
+func TestAgentNotAnswering(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		connected  bool
+		evidence   string
+		fixHas     string
+		fixHasNot  string
+		summaryHas string
+	}{
+		{"port closed", false, "agent=not_running", "install and start kvmnet-agent", "--timeout", "does not take connections"},
+		{"connected, no answer", true, "agent=no_answer", "--timeout 30s", "install", "took the connection"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := healthyNAT()
+			g := &s.Guests[0]
+			g.Reachable, g.State, g.Checks = false, nil, nil
+			g.Connected, g.TimedOut, g.Error = tc.connected, tc.connected, "no answer within 10s: context deadline exceeded"
+			r := Diagnose(s)
+			gr := r.Guests[0]
+			var f Finding
+			for _, x := range gr.Findings {
+				if x.Code == CodeGuestAgentUnreachable {
+					f = x
+				}
+			}
+			if f.Code == "" {
+				t.Fatalf("no %s in %v", CodeGuestAgentUnreachable, Codes(gr.Findings))
+			}
+			if !slices.Contains(f.Evidence, tc.evidence) || !strings.Contains(f.Fix, tc.fixHas) || strings.Contains(f.Fix, tc.fixHasNot) ||
+				!strings.Contains(f.Summary, tc.summaryHas) {
+				t.Errorf("finding %+v", f)
+			}
+			if gr.Health != HealthUnknown || !gr.Healthy {
+				t.Errorf("health %q healthy=%v, want unknown (no error found, nothing seen inside)", gr.Health, gr.Healthy)
+			}
+		})
 	}
 }

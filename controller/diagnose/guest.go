@@ -113,6 +113,14 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 		}
 	}
 	gc.rep.Healthy = !HasErrors(gc.out) && len(gc.rep.HostCauses) == 0
+	gc.rep.Health = HealthHealthy
+	switch {
+	case !gc.rep.Healthy:
+		gc.rep.Health = HealthUnhealthy
+	case gc.dom.Running() && !gc.g.Reachable && (gc.g.QGA == nil || !gc.g.QGA.Answered):
+		// Nothing from inside the guest: no error found is not the same as healthy.
+		gc.rep.Health = HealthUnknown
+	}
 	return gc.rep
 }
 
@@ -352,6 +360,17 @@ func (gc *guestCtx) agentPresence() {
 			Fix:      "kvmnetctl guests enable-channel " + gc.dom.Name + ", then install kvmnet-agent in the guest",
 			Evidence: append([]string{ev("transport", "none"), ev("vsock_cid", gc.dom.VsockCID), ev("state", gc.dom.State)}, gc.neitherAgent()...),
 		})
+	case gc.dom.Running() && !gc.g.Reachable && gc.g.Connected:
+		// The agent took the connection, so it runs: installing it is not the advice.
+		gc.add(Finding{
+			Code: CodeGuestAgentUnreachable, Severity: SeverityWarning, Subject: SubjectGuest(gc.dom.Name, ""),
+			Summary: fmt.Sprintf("the kvmnet agent of %s took the connection on %s but gave no answer: %s; the guest may be hung or overloaded; only host-side facts are reported",
+				gc.dom.Name, orNone(gc.g.Address), orNone(gc.g.Error)),
+			Fix: fmt.Sprintf("retry with more time (kvmnetctl guests status %s --timeout 30s); if it persists, look at the guest's load and console (virsh domstats %s, virsh console %s) and restart kvmnet-agent there",
+				gc.dom.Name, gc.dom.Name, gc.dom.Name),
+			Evidence: append([]string{ev("agent", "no_answer"), ev("transport", string(gc.transport())), ev("address", gc.g.Address), ev("error", gc.g.Error),
+				ev("timed_out", fmt.Sprint(gc.g.TimedOut))}, gc.neitherAgent()...),
+		})
 	case gc.dom.Running() && !gc.g.Reachable:
 		chState := ""
 		if ch, ok := gc.dom.Channel(snapshot.ChannelKvmnet); ok {
@@ -363,10 +382,10 @@ func (gc *guestCtx) agentPresence() {
 		}
 		gc.add(Finding{
 			Code: CodeGuestAgentUnreachable, Severity: SeverityWarning, Subject: SubjectGuest(gc.dom.Name, ""),
-			Summary: fmt.Sprintf("the kvmnet agent of %s does not answer on %s: %s; only host-side facts are reported",
+			Summary: fmt.Sprintf("the kvmnet agent of %s does not take connections on %s (not installed, not running, or its port is closed): %s; only host-side facts are reported",
 				gc.dom.Name, orNone(gc.g.Address), why),
 			Fix:      "install and start kvmnet-agent in the guest (dpkg -i kvmnet-agent_*.deb or rpm -i kvmnet-agent-*.rpm; systemctl enable --now kvmnet-agent)",
-			Evidence: append([]string{ev("transport", string(gc.transport())), ev("address", gc.g.Address), ev("error", gc.g.Error), ev("channel_state", chState)}, gc.neitherAgent()...),
+			Evidence: append([]string{ev("agent", "not_running"), ev("transport", string(gc.transport())), ev("address", gc.g.Address), ev("error", gc.g.Error), ev("channel_state", chState)}, gc.neitherAgent()...),
 		})
 	}
 }
@@ -697,18 +716,13 @@ func (gc *guestCtx) profiles() {
 		if p.GetType() != "802-3-ethernet" && p.GetType() != "ethernet" {
 			continue
 		}
-		nameMissing := p.GetInterfaceName() != "" && !slices.Contains(names, p.GetInterfaceName())
-		macMissing := p.GetMac() != ""
-		for _, it := range ifaces {
-			if snapshot.ParseMAC(it.GetMac()) == snapshot.ParseMAC(p.GetMac()) {
-				macMissing = false
-			}
-		}
-		if !p.GetBoundToMissingInterface() && !nameMissing && !macMissing {
+		// The agent decides "bound to a missing interface" (against the kernel's interfaces) and
+		// reports it; here only the wording picks which binding to name.
+		if !p.GetBoundToMissingInterface() {
 			continue
 		}
 		bound := "interface-name " + p.GetInterfaceName()
-		if !nameMissing && macMissing {
+		if p.GetInterfaceName() == "" || slices.Contains(names, p.GetInterfaceName()) {
 			bound = "mac " + p.GetMac()
 		}
 		sev := SeverityWarning
@@ -769,7 +783,7 @@ func (gc *guestCtx) resolver() {
 		Code: CodeGuestDNSFailure, Severity: SeverityWarning, Subject: SubjectGuest(gc.dom.Name, ""),
 		Summary:  fmt.Sprintf("the guest's resolver has no nameserver (mode %s, %s): names cannot be resolved", strings.TrimPrefix(dns.GetMode().String(), "RESOLVER_MODE_"), orNone(dns.GetDetail())),
 		Fix:      gc.fixGuest(n) + " (the DHCP profile takes the network's DNS server)",
-		Evidence: []string{ev("resolver_mode", dns.GetMode().String()), ev("servers", "none")},
+		Evidence: []string{ev("resolver_mode", dns.GetMode().String()), ev("servers", "none"), ev("side", "guest")},
 	}
 	if n != nil {
 		gc.addNIC(n, f)

@@ -131,6 +131,12 @@ func (d *diag) uplink() string {
 	return "<UPLINK>"
 }
 
+// hostFixRestart is the fix text of a code host fix answers by restarting the network; the caller
+// closes the parenthesis.
+func hostFixRestart(c Code, network string) string {
+	return fmt.Sprintf("kvmnetctl host fix --only %s (runs: %s", c, restartNet(network))
+}
+
 func restartNet(name string) string {
 	return fmt.Sprintf("virsh net-destroy %s && virsh net-start %s", name, name)
 }
@@ -241,7 +247,7 @@ func (d *diag) bridge(n *snapshot.Network, base []string) {
 			fix = fmt.Sprintf("create the host bridge %s and enslave the uplink (e.g. nmcli connection add type bridge ifname %s con-name %s; nmcli connection add type bridge-slave ifname %s master %s)",
 				n.Bridge, n.Bridge, n.Bridge, d.uplink(), n.Bridge)
 		} else {
-			fix = restartNet(n.Name) + " (libvirt re-creates the bridge; running guests must re-attach: virsh domif-setlink or reboot them)"
+			fix = hostFixRestart(CodeBridgeDown, n.Name) + "; libvirt re-creates the bridge, kvmnet re-attaches the running guests' taps)"
 		}
 	case !br.AdminUp:
 		summary = fmt.Sprintf("bridge %s of network %q is administratively down (oper_state=%s)", n.Bridge, n.Name, br.OperState)
@@ -280,7 +286,7 @@ func (d *diag) dnsmasq(n *snapshot.Network, base []string) {
 	d.addHost(Finding{
 		Code: CodeDnsmasqDown, Severity: SeverityError, Subject: SubjectNetwork(n.Name), Network: n.Name,
 		Summary:  summary,
-		Fix:      restartNet(n.Name) + " (libvirt restarts its dnsmasq; guests keep their leases)",
+		Fix:      hostFixRestart(CodeDnsmasqDown, n.Name) + ": libvirt restarts its dnsmasq; guests keep their leases)",
 		Evidence: evd,
 	})
 }
@@ -447,7 +453,7 @@ func (d *diag) masquerade(fw snapshot.Firewall) {
 			Code: CodeNATMasqueradeMissing, Severity: SeverityError, Subject: SubjectNetwork(n.Name), Network: n.Name,
 			Summary: fmt.Sprintf("no MASQUERADE/SNAT rule covers NAT network %q (%s): its packets leave with private source addresses and replies never come back",
 				n.Name, sub),
-			Fix: restartNet(n.Name) + " (libvirt re-creates its MASQUERADE rules in LIBVIRT_PRT; running guests' DHCP may blip)",
+			Fix: hostFixRestart(CodeNATMasqueradeMissing, n.Name) + ": libvirt re-creates its MASQUERADE rules in LIBVIRT_PRT; running guests' DHCP may blip)",
 			Evidence: []string{ev("network", n.Name), ev("subnet", sub), ev("masquerade_sources", fw.Masquerade), ev("backend", fw.Backend),
 				ev("evaluated", evaluated), ev("nat_rule", natRule)},
 		})

@@ -116,6 +116,9 @@ type GuestReport struct {
 	// Healthy is false when the guest has an error-level finding or an error-level host/network
 	// finding concerns one of its networks (see HostCauses).
 	Healthy bool `json:"healthy"`
+	// Health is "unhealthy" (not Healthy), "unknown" (no error found, but nothing was seen from
+	// inside the running guest: neither agent answered) or "healthy".
+	Health Health `json:"health"`
 	// Agent is how the kvmnet agent is reached.
 	Agent AgentReport `json:"agent"`
 	// NICs are the correlation rows, one per domain NIC.
@@ -132,6 +135,16 @@ type GuestReport struct {
 	// OS is the guest's PRETTY_NAME.
 	OS string `json:"os,omitempty"`
 }
+
+// Health is a guest's verdict as people read it: what Healthy cannot say is "we do not know".
+type Health string
+
+// Health values.
+const (
+	HealthHealthy   Health = "healthy"
+	HealthUnhealthy Health = "unhealthy"
+	HealthUnknown   Health = "unknown"
+)
 
 // AgentReport is the "agent" object of a guest.
 type AgentReport struct {

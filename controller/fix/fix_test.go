@@ -28,6 +28,8 @@ type fakeAgent struct {
 	calls    []string
 	checksOK bool
 	closed   bool
+	// staysBroken keeps the finding after a verified fix (the fix did not clear it).
+	staysBroken bool
 }
 
 func (a *fakeAgent) record(s string) {
@@ -86,9 +88,16 @@ func brokenGuestSnapshot() (snapshot.Snapshot, []diagnose.Finding) {
 }
 
 func guestDeps(agent *fakeAgent, leases func() []snapshot.Lease, out *bytes.Buffer) GuestDeps {
+	calls := 0
 	return GuestDeps{
+		// The first collection finds the broken profile; later ones (after a fix) find it gone,
+		// unless the agent keeps it broken.
 		Snapshot: func(context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
+			calls++
 			s, f := brokenGuestSnapshot()
+			if calls > 1 && !agent.staysBroken {
+				f = nil
+			}
 			return s, f, nil
 		},
 		DialAgent: func(context.Context, snapshot.Guest) (Agent, error) { return agent, nil },
@@ -106,16 +115,17 @@ func guestDeps(agent *fakeAgent, leases func() []snapshot.Lease, out *bytes.Buff
 func TestGuestFix(t *testing.T) {
 	lease := []snapshot.Lease{{MAC: mac, IP: "192.168.122.50", Family: 4}}
 	cases := []struct {
-		name       string
-		dryRun     bool
-		checksOK   bool
-		leases     []snapshot.Lease
-		confirm    func(string) (bool, error)
-		wantCalls  []string
-		wantErr    error
-		wantOut    string
-		confirmed  bool
-		rolledBack bool
+		name        string
+		dryRun      bool
+		checksOK    bool
+		leases      []snapshot.Lease
+		confirm     func(string) (bool, error)
+		wantCalls   []string
+		wantErr     error
+		wantOut     string
+		confirmed   bool
+		rolledBack  bool
+		staysBroken bool
 	}{
 		{name: "verified fix is confirmed", checksOK: true, leases: lease,
 			wantCalls: []string{"apply-dry", "apply", "checks", "confirm cp1"}, wantOut: "verified and confirmed", confirmed: true},
@@ -129,10 +139,13 @@ func TestGuestFix(t *testing.T) {
 			wantOut: "no DHCP lease for " + mac, rolledBack: true},
 		{name: "checks fail: rolled back", checksOK: false, leases: lease,
 			wantErr: ErrVerificationFailed, wantOut: "check gateway-v4", rolledBack: true},
+		{name: "verified but the finding remains: exit 1", checksOK: true, leases: lease, staysBroken: true,
+			wantCalls: []string{"apply-dry", "apply", "checks", "confirm cp1"}, wantErr: ErrFindingsRemain,
+			wantOut: "StillReported {Finding:{Code:guest_profile_wrong_interface", confirmed: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			agent := &fakeAgent{checksOK: tc.checksOK}
+			agent := &fakeAgent{checksOK: tc.checksOK, staysBroken: tc.staysBroken}
 			var out bytes.Buffer
 			d := guestDeps(agent, func() []snapshot.Lease { return tc.leases }, &out)
 			d.Confirm = tc.confirm
@@ -204,19 +217,21 @@ type fakeHost struct {
 	noEffect bool
 }
 
-func (h *fakeHost) Commands(_ context.Context, st fixplan.HostStep) ([]string, error) {
-	return []string{"virsh net-start " + st.Network}, nil
-}
-
-func (h *fakeHost) Do(_ context.Context, st fixplan.HostStep) error {
-	if st.Kind == h.fail {
-		return errors.New("libvirt said no")
+// steps is a table whose every kind shows a virsh command and applies to the in-memory findings.
+func (h *fakeHost) steps() HostSteps {
+	step := func(_ context.Context, st fixplan.HostStep) (HostChange, error) {
+		return HostChange{Commands: []string{"virsh net-start " + st.Network}, Do: func(context.Context) error {
+			if st.Kind == h.fail {
+				return errors.New("libvirt said no")
+			}
+			h.done = append(h.done, st.Kind)
+			if !h.noEffect {
+				h.findings = slices.DeleteFunc(h.findings, func(f diagnose.Finding) bool { return slices.Contains(st.Codes, f.Code) })
+			}
+			return nil
+		}}, nil
 	}
-	h.done = append(h.done, st.Kind)
-	if !h.noEffect {
-		h.findings = slices.DeleteFunc(h.findings, func(f diagnose.Finding) bool { return slices.Contains(st.Codes, f.Code) })
-	}
-	return nil
+	return HostSteps{fixplan.StepStartNetwork: step}
 }
 
 func TestHostFix(t *testing.T) {
@@ -237,6 +252,9 @@ func TestHostFix(t *testing.T) {
 			wantDone: []fixplan.HostStepKind{fixplan.StepStartNetwork}, wantErr: "1 finding(s) remain", wantOut: "StillReported"},
 		{name: "step fails", host: &fakeHost{findings: []diagnose.Finding{inactive}, fail: fixplan.StepStartNetwork},
 			wantErr: "1 step(s) failed", wantOut: "Err:libvirt said no"},
+		{name: "a kind without an entry is not done", host: &fakeHost{findings: []diagnose.Finding{
+			{Code: diagnose.CodeIPForwardOff, Severity: diagnose.SeverityError}}},
+			wantErr: "1 step(s) failed", wantOut: "host step not supported: enable-ip-forward"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,7 +264,7 @@ func TestHostFix(t *testing.T) {
 				Snapshot: func(context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
 					return snap, slices.Clone(tc.host.findings), nil
 				},
-				Actions: tc.host, Events: record(&out),
+				Steps: tc.host.steps(), Events: record(&out),
 			}
 			_, err := Host(context.Background(), d, nil, tc.dryRun)
 			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
@@ -259,5 +277,27 @@ func TestHostFix(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", tc.wantOut, out.String())
 			}
 		})
+	}
+}
+
+// TestGuestFixNothingToChangeWithErrors: a guest whose only error is its network's (a host-side
+// cause) has nothing to change in the guest, and the fix says so with exit 1, not success.
+func TestGuestFixNothingToChangeWithErrors(t *testing.T) {
+	agent := &fakeAgent{checksOK: true}
+	var out bytes.Buffer
+	d := guestDeps(agent, func() []snapshot.Lease { return nil }, &out)
+	d.Snapshot = func(context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
+		s, _ := brokenGuestSnapshot()
+		return s, []diagnose.Finding{{Code: diagnose.CodeNetworkInactive, Severity: diagnose.SeverityError, Network: "default", Subject: "network default"}}, nil
+	}
+	res, err := Guest(context.Background(), d, fixplan.GuestOptions{Domain: "vm1", RollbackTimeout: 10 * time.Second}, false)
+	if !errors.Is(err, ErrFindingsRemain) || len(res.Remaining) != 1 || !strings.Contains(err.Error(), "network_inactive") {
+		t.Fatalf("err = %v, remaining %v", err, res.Remaining)
+	}
+	if len(agent.calls) != 0 {
+		t.Fatalf("agent called with nothing to change: %v", agent.calls)
+	}
+	if !strings.Contains(out.String(), "nothing to change in vm1") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }

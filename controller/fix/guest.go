@@ -63,7 +63,15 @@ type GuestResult struct {
 	Failures []string `json:"failures,omitempty"`
 	// Declined is true when the user answered no.
 	Declined bool `json:"declined,omitempty"`
+	// Remaining are the error-level findings still reported for the guest (its own, on the NIC
+	// fixed, and its networks') after the fix ran or found nothing to change: the command then
+	// exits 1.
+	Remaining []diagnose.Finding `json:"remaining,omitempty"`
 }
+
+// ErrFindingsRemain is returned (wrapped) when error-level findings remain for the guest after
+// the fix: "nothing to change" with errors left is not success.
+var ErrFindingsRemain = errors.New("error-level findings remain")
 
 // ErrVerificationFailed is returned (wrapped) when a fix was applied, did not verify, and was rolled
 // back.
@@ -89,7 +97,7 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 	ev.emit(GuestPlanned{Plan: plan})
 	if plan.Empty() {
 		ev.emit(Note{Text: "nothing to change in " + plan.Domain})
-		return res, nil
+		return remain(ev, &res, snap, findings, opts)
 	}
 	g, _ := snap.FindGuest(plan.Domain)
 	agent, err := d.DialAgent(ctx, g)
@@ -107,7 +115,7 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 	ev.emit(ChangesPreviewed{Domain: plan.Domain, Changes: res.Preview.GetChanges()})
 	if res.Preview.GetNoop() {
 		ev.emit(Note{Text: "the agent reports nothing to change in " + plan.Domain})
-		return res, nil
+		return remain(ev, &res, snap, findings, opts)
 	}
 	if dryRun {
 		ev.emit(Note{Text: "dry run: nothing was changed"})
@@ -162,7 +170,15 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 		}
 		res.Confirmed = true
 		ev.emit(Note{Text: "verified and confirmed: " + plan.Domain + " is fixed"})
-		return res, nil
+		// A virtio-serial channel serves one client at a time: hang up before collecting again.
+		_ = agent.Close()
+		ev.emit(Waiting{What: "checking " + plan.Domain + " again"})
+		after, afterFindings, err := d.Snapshot(ctx)
+		ev.emit(Waited{})
+		if err != nil {
+			return res, fmt.Errorf("re-check %s after the fix: %w", plan.Domain, err)
+		}
+		return remain(ev, &res, after, afterFindings, opts)
 	}
 	res.Failures = failures
 	rb, err := agent.Rollback(ctx, &kvmnetv1.RollbackRequest{CheckpointId: cp})
@@ -173,6 +189,44 @@ func Guest(ctx context.Context, d GuestDeps, opts fixplan.GuestOptions, dryRun b
 	res.RolledBack = true
 	ev.emit(Note{Text: fmt.Sprintf("verification failed, %s rolled back (restored: %s)", plan.Domain, strings.Join(rb.GetRestored(), ", "))})
 	return res, fmt.Errorf("%w: %s", ErrVerificationFailed, strings.Join(failures, "; "))
+}
+
+// remain records the error-level findings left for the guest and fails when there are any.
+func remain(ev emitter, res *GuestResult, snap snapshot.Snapshot, findings []diagnose.Finding, opts fixplan.GuestOptions) (GuestResult, error) {
+	res.Remaining = errorsFor(snap, findings, opts)
+	if len(res.Remaining) == 0 {
+		return *res, nil
+	}
+	codes := make([]string, 0, len(res.Remaining))
+	for _, f := range res.Remaining {
+		ev.emit(StillReported{Finding: f})
+		codes = append(codes, string(f.Code))
+	}
+	return *res, fmt.Errorf("%w for %s: %s (see kvmnetctl guests status %s)", ErrFindingsRemain, opts.Domain, strings.Join(codes, ", "), opts.Domain)
+}
+
+// errorsFor are the error-level findings that concern the guest: its own (on the NIC asked for,
+// or guest-wide), and those of the networks its NICs are on.
+func errorsFor(snap snapshot.Snapshot, findings []diagnose.Finding, opts fixplan.GuestOptions) []diagnose.Finding {
+	dom, _ := snap.FindDomain(opts.Domain)
+	nets := map[string]bool{}
+	for _, n := range dom.NICs {
+		if opts.MAC == "" || n.MAC == snapshot.ParseMAC(opts.MAC) {
+			nets[snap.Networks.NameOf(n)] = true
+		}
+	}
+	var out []diagnose.Finding
+	for _, f := range findings {
+		if f.Severity != diagnose.SeverityError {
+			continue
+		}
+		own := f.Domain == opts.Domain && (opts.MAC == "" || f.MAC == "" || f.MAC == snapshot.ParseMAC(opts.MAC))
+		network := f.Domain == "" && f.Network != "" && nets[f.Network]
+		if own || network {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // verify polls until every lease/neighbour appears and every check passes, or budget runs out; it

@@ -2,6 +2,7 @@ package fix
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -9,19 +10,41 @@ import (
 	"github.com/kvmnet/kvmnet/controller/fixplan"
 )
 
-// HostActions carries out host steps. Commands returns the exact commands (or rules / XML changes)
-// a step amounts to, for display before anything runs; Do makes the change.
-type HostActions interface {
-	Commands(ctx context.Context, st fixplan.HostStep) ([]string, error)
-	Do(ctx context.Context, st fixplan.HostStep) error
+// HostChange is what one host step amounts to: the exact commands (or rules, XML changes) shown
+// before anything runs, and the action that makes them. They are computed together, so what runs
+// is what was shown.
+type HostChange struct {
+	// Commands shown to the user.
+	Commands []string
+	// Do makes the change.
+	Do func(ctx context.Context) error
+}
+
+// HostStepFunc computes the change of one step.
+type HostStepFunc func(ctx context.Context, st fixplan.HostStep) (HostChange, error)
+
+// HostSteps has one entry per step kind the host side carries out (controller/fix/hoststeps
+// holds the real one).
+type HostSteps map[fixplan.HostStepKind]HostStepFunc
+
+// ErrUnsupportedStep is returned (wrapped) for a step whose kind HostSteps has no entry for.
+var ErrUnsupportedStep = errors.New("host step not supported")
+
+// change computes a step's change from its entry.
+func (t HostSteps) change(ctx context.Context, st fixplan.HostStep) (HostChange, error) {
+	f, ok := t[st.Kind]
+	if !ok {
+		return HostChange{}, fmt.Errorf("%w: %s", ErrUnsupportedStep, st.Kind)
+	}
+	return f(ctx, st)
 }
 
 // HostDeps are the adapters a host fix uses.
 type HostDeps struct {
 	// Snapshot collects and diagnoses (called before, and again after, the changes).
 	Snapshot Snapshotter
-	// Actions carries out the steps.
-	Actions HostActions
+	// Steps carries out the steps, one entry per kind.
+	Steps HostSteps
 	// Confirm asks the user before each step; nil means --yes.
 	Confirm func(question string) (bool, error)
 	// Events receives each step with its commands, waiting steps and the outcome, for the CLI to
@@ -78,9 +101,9 @@ func Host(ctx context.Context, d HostDeps, only []diagnose.Code, dryRun bool) (H
 	}
 	failed := 0
 	for i, st := range plan.Steps {
-		cmds, err := d.Actions.Commands(ctx, st)
-		r := HostStepResult{Step: st, Commands: cmds}
-		planned := HostStepPlanned{N: i + 1, Of: len(plan.Steps), Step: st, Commands: cmds}
+		ch, err := d.Steps.change(ctx, st)
+		r := HostStepResult{Step: st, Commands: ch.Commands}
+		planned := HostStepPlanned{N: i + 1, Of: len(plan.Steps), Step: st, Commands: ch.Commands}
 		if err != nil {
 			planned.Err = err.Error()
 		}
@@ -109,7 +132,7 @@ func Host(ctx context.Context, d HostDeps, only []diagnose.Code, dryRun bool) (H
 			}
 		}
 		ev.emit(Waiting{What: st.Summary})
-		if err := d.Actions.Do(ctx, st); err != nil {
+		if err := ch.Do(ctx); err != nil {
 			ev.emit(HostStepDone{Err: err.Error()})
 			r.Error = err.Error()
 			failed++

@@ -149,15 +149,15 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 		if f.MAC != "" && mac != "" && f.MAC != mac {
 			continue
 		}
-		info, _ := diagnose.Lookup(f.Code)
+		fixer := diagnose.FixerFor(f)
 		switch {
 		case hostSide(f):
 			plan.HostSide = append(plan.HostSide, f)
-		case info.Fixer == diagnose.FixerGuestIPv6:
+		case fixer == diagnose.FixerGuestIPv6:
 			disableIPv6 = true
 		case f.Code == diagnose.CodeGuestStaticWrongSubnet && !opts.AllowStaticToDHCP:
 			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "a static address is the user's choice: rerun with --allow-static-to-dhcp to switch this NIC to DHCP"})
-		case info.Fixer == diagnose.FixerGuestDHCP:
+		case fixer == diagnose.FixerGuestDHCP:
 			targets := []snapshot.MAC{f.MAC}
 			if f.MAC == "" {
 				targets = sortedKeys(eligible) // a profile bound to a missing name concerns every NIC
@@ -200,8 +200,8 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 
 // hostSide reports whether a finding's cause is on the host, where fixing the guest cannot help.
 func hostSide(f diagnose.Finding) bool {
-	info, ok := diagnose.Lookup(f.Code)
-	return ok && info.CausedOnHost()
+	_, ok := diagnose.Lookup(f.Code)
+	return ok && diagnose.CausedOnHostFor(f)
 }
 
 func (p *GuestPlan) add(code diagnose.Code, mac snapshot.MAC, summary string, a *kvmnetv1.Action) {

@@ -1,6 +1,7 @@
 package fixplan
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -38,6 +39,9 @@ var stepOrder = []HostStepKind{
 	StepDefineDefaultNetwork, StepStartNetwork, StepAutostartNetwork, StepEnableIPForward,
 	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepBridgedAccept, StepBridgeNFOff, StepLinkUp, StepMoveChannel,
 }
+
+// HostStepKinds returns every step kind, in the order steps run.
+func HostStepKinds() []HostStepKind { return slices.Clone(stepOrder) }
 
 // HostStep is one host change.
 type HostStep struct {
@@ -88,7 +92,7 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 	fixable := FixableHostCodes()
 	for _, c := range only {
 		if !slices.Contains(fixable, c) {
-			return HostPlan{}, fmt.Errorf("--only %s: not a host-fixable code; choose from %v", c, fixable)
+			return HostPlan{}, fmt.Errorf("--only %s: %w; choose from %v", c, ErrNotHostFixable, fixable)
 		}
 	}
 	var p HostPlan
@@ -117,6 +121,10 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 			p.addStep(f, HostStep{Kind: StepEnableIPForward,
 				Summary: "set net.ipv4.ip_forward=1 now and persist it in /etc/sysctl.d/99-kvmnet-ip-forward.conf"})
 		case diagnose.CodeLibvirtRulesMissing, diagnose.CodeNATMasqueradeMissing, diagnose.CodeDnsmasqDown, diagnose.CodeBridgeDown:
+			if n, ok := s.Networks.Find(f.Network); ok && n.Forward == snapshot.ForwardBridge {
+				p.Manual = append(p.Manual, f) // the host bridge is not libvirt's: a restart does not create it
+				continue
+			}
 			for _, n := range networksFor(s, f) {
 				p.addStep(f, HostStep{Kind: StepRestartNetwork, Network: n.Name,
 					Summary: "restart network " + n.Name + " so libvirt re-creates its bridge, dnsmasq and firewall rules",
@@ -149,7 +157,7 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 			}
 			p.GuestSide = append(p.GuestSide, f)
 		default:
-			if info, _ := diagnose.Lookup(f.Code); info.Fixer.Guest() {
+			if diagnose.FixerFor(f).Guest() {
 				p.GuestSide = append(p.GuestSide, f)
 			} else {
 				p.Manual = append(p.Manual, f)
@@ -161,6 +169,9 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 	})
 	return p, nil
 }
+
+// ErrNotHostFixable is returned (wrapped) for a code in only that host fix does not act on.
+var ErrNotHostFixable = errors.New("not a host-fixable code")
 
 // FixableHostCodes returns the codes `kvmnetctl host fix --only` accepts: those the catalogue gives
 // to the host fixer.

@@ -115,18 +115,27 @@ func WriteStatus(w io.Writer, r diagnose.Report, pal Palette) error {
 		all = append(all, g.Findings...)
 	}
 	writeFindings(&b, pal, all)
-	healthy := 0
+	health := map[diagnose.Health]int{}
 	causes := map[diagnose.Code]bool{}
 	for _, g := range r.Guests {
-		if g.Healthy {
-			healthy++
+		switch {
+		case !g.Healthy:
+			health[diagnose.HealthUnhealthy]++
+		case g.Health == diagnose.HealthUnknown:
+			health[diagnose.HealthUnknown]++
+		default:
+			health[diagnose.HealthHealthy]++
 		}
 		for _, c := range g.HostCauses {
 			causes[c] = true
 		}
 	}
-	fmt.Fprintf(&b, "%s, %s: %d healthy, %d unhealthy; %s", Plural(len(r.Guests), "guest", "guests"), Plural(nics, "NIC", "NICs"),
-		healthy, len(r.Guests)-healthy, countLine(all))
+	fmt.Fprintf(&b, "%s, %s: %d healthy, %d unhealthy", Plural(len(r.Guests), "guest", "guests"), Plural(nics, "NIC", "NICs"),
+		health[diagnose.HealthHealthy], health[diagnose.HealthUnhealthy])
+	if n := health[diagnose.HealthUnknown]; n > 0 {
+		fmt.Fprintf(&b, ", %d unknown (nothing seen inside)", n)
+	}
+	fmt.Fprintf(&b, "; %s", countLine(all))
 	if len(causes) > 0 {
 		fmt.Fprintf(&b, "; %d host-side cause(s): see kvmnetctl host check", len(causes))
 	}

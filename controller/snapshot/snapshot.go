@@ -128,6 +128,10 @@ type Guest struct {
 	// TimedOut is true when the guest's deadline ended before it answered (GetState, or the checks
 	// after it): a hung agent or QEMU, as opposed to one that refused the connection.
 	TimedOut bool `json:"timed_out,omitempty"`
+	// Connected is true when the agent took the connection (the virtio-serial handshake was
+	// answered, or the socket accepted and HTTP/2 came up): an agent that then does not answer is
+	// running but hung or overloaded, not missing.
+	Connected bool `json:"connected,omitempty"`
 	// QGA is qemu-guest-agent's view, asked when the kvmnet agent did not answer (nil: not asked).
 	QGA *QGAView `json:"qga,omitempty"`
 }

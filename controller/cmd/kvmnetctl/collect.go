@@ -103,13 +103,18 @@ func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 // to this host. The returned function releases everything. A connection failure is an Unreachable
 // error (exit 2).
 func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (*collect.Collector, func(), error) {
-	return openCollectorWith(ctx, g, opts, env, collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
+	return openCollectorWith(ctx, g, opts, env, agentDialer(g))
+}
+
+// agentDialer reaches the agents with the real client, each dial bounded by --timeout.
+func agentDialer(g *Globals) collect.AgentDialer {
+	return collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
 		c, err := agentclient.DialAddr(ctx, addr, agentclient.WithDialTimeout(g.Timeout))
 		if err != nil {
 			return nil, err
 		}
 		return c, nil
-	}))
+	})
 }
 
 // openCollectorWith is openCollectorIn with the agents reached through agents (the exporter passes
@@ -119,7 +124,18 @@ func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, en
 	if err != nil {
 		return nil, nil, Unreachable(err)
 	}
-	closers := []func(){func() { _ = src.Close() }}
+	c, closeFn, err := openCollectorOn(g, src, opts, env, agents)
+	if err != nil {
+		_ = src.Close()
+		return nil, nil, err
+	}
+	return c, func() { closeFn(); _ = src.Close() }, nil
+}
+
+// openCollectorOn wires the collector on an open libvirt connection, which stays the caller's: the
+// returned function releases only what it opened (the fix commands collect twice on one connection).
+func openCollectorOn(g *Globals, src *libvirt.Source, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
+	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
@@ -183,6 +199,20 @@ func collectReportIn(ctx context.Context, g *Globals, opts collect.Options, env 
 		return snapshot.Snapshot{}, diagnose.Report{}, err
 	}
 	defer closeFn()
+	return collectAndDiagnose(ctx, c, opts)
+}
+
+// collectReportOn is collectReportIn on an open libvirt connection.
+func collectReportOn(ctx context.Context, g *Globals, src *libvirt.Source, opts collect.Options, env hostEnv) (snapshot.Snapshot, diagnose.Report, error) {
+	c, closeFn, err := openCollectorOn(g, src, opts, env, agentDialer(g))
+	if err != nil {
+		return snapshot.Snapshot{}, diagnose.Report{}, err
+	}
+	defer closeFn()
+	return collectAndDiagnose(ctx, c, opts)
+}
+
+func collectAndDiagnose(ctx context.Context, c *collect.Collector, opts collect.Options) (snapshot.Snapshot, diagnose.Report, error) {
 	s, err := c.Collect(ctx)
 	if err != nil {
 		return s, diagnose.Report{}, Unreachable(err)

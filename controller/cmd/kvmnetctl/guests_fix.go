@@ -85,7 +85,7 @@ func runGuestFix(ctx context.Context, g *Globals, fio fixIO, o fixplan.GuestOpti
 	}
 	defer src.Close()
 	deps := fix.GuestDeps{
-		Snapshot: snapshotter(g, []string{o.Domain}, env),
+		Snapshot: snapshotter(g, src, []string{o.Domain}, env),
 		DialAgent: func(ctx context.Context, gs snapshot.Guest) (fix.Agent, error) {
 			return agentclient.DialAddr(ctx, gs.Addr, agentclient.WithDialTimeout(g.Timeout))
 		},
@@ -121,8 +121,9 @@ func runGuestFix(ctx context.Context, g *Globals, fio fixIO, o fixplan.GuestOpti
 	}
 }
 
-// snapshotter collects (with guest checks) and diagnoses, for the fix commands.
-func snapshotter(g *Globals, domains []string, env hostEnv) fix.Snapshotter {
+// snapshotter collects (with guest checks) and diagnoses on the command's one libvirt connection,
+// for the fix commands.
+func snapshotter(g *Globals, src *libvirt.Source, domains []string, env hostEnv) fix.Snapshotter {
 	return func(ctx context.Context) (snapshot.Snapshot, []diagnose.Finding, error) {
 		cctx, cancel := withDeadline(ctx, g)
 		defer cancel()
@@ -130,7 +131,7 @@ func snapshotter(g *Globals, domains []string, env hostEnv) fix.Snapshotter {
 		cf.dnsName = checks.DefaultName
 		opts := cf.options(g, true, nil)
 		opts.Domains = domains
-		s, r, err := collectReportIn(cctx, g, opts, env)
+		s, r, err := collectReportOn(cctx, g, src, opts, env)
 		if err != nil {
 			return s, nil, err
 		}

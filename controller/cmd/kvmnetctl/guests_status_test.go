@@ -138,6 +138,7 @@ type contract struct {
 		Name    string `json:"name"`
 		State   string `json:"state"`
 		Healthy bool   `json:"healthy"`
+		Health  string `json:"health"`
 		Agent   struct {
 			Transport string `json:"transport"`
 			Reachable bool   `json:"reachable"`
@@ -216,6 +217,19 @@ func TestGuestsStatusCLI(t *testing.T) {
 		}
 		if w.name != "vm2" && g.Healthy != w.healthy {
 			t.Errorf("%s healthy=%v", g.Name, g.Healthy)
+		}
+	}
+	// Nothing from inside vm3 (no agent behind its channel) or vm4 (no channel): not "healthy".
+	if h := []string{c.Guests[0].Health, c.Guests[1].Health, c.Guests[2].Health, c.Guests[3].Health}; h[0] != "healthy" ||
+		h[1] != "unhealthy" || h[2] != "unknown" || h[3] != "unknown" {
+		t.Errorf("health %v, want healthy unhealthy unknown unknown", h)
+	}
+	if !strings.Contains(findingCodes(c.Guests[2].Findings), "guest_agent_unreachable") {
+		t.Errorf("vm3 findings %+v", c.Guests[2].Findings)
+	}
+	for _, f := range c.Guests[2].Findings {
+		if f.Code == "guest_agent_unreachable" && !strings.Contains(f.Fix, "install and start kvmnet-agent") {
+			t.Errorf("vm3 (nothing takes the channel) should be told to install the agent: %q", f.Fix)
 		}
 	}
 	t.Logf("status of 4 guests (one never answers) took %s with --timeout 6s", elapsed)

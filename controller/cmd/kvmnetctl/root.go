@@ -114,6 +114,7 @@ func newRootCmd(g *Globals) *cobra.Command {
 	root.AddCommand(newGuestsCmd(g))
 	root.AddCommand(newHostCmd(g))
 	root.AddCommand(newExporterCmd(g))
+	addRemote(root, g)
 	root.AddCommand(newManCmd(root))
 	return root
 }
