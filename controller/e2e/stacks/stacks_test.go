@@ -133,6 +133,7 @@ func gsh(ctx context.Context, t *testing.T, vm, script string) string {
 // reboot restarts the guest and waits until its kvmnet agent answers again.
 func reboot(ctx context.Context, t *testing.T, vm string) {
 	t.Helper()
+	boot := strings.TrimSpace(gsh(ctx, t, vm, "cat /proc/sys/kernel/random/boot_id"))
 	_ = lab.Exec(ctx, vm, "/bin/sh", "-c", "sync; (sleep 1; systemctl reboot) >/dev/null 2>&1 &")
 	time.Sleep(5 * time.Second) // the old boot's agent must not pass for the new one
 	err := e2e.Poll(ctx, 300*time.Second, 3*time.Second, func() error {
@@ -143,8 +144,9 @@ func reboot(ctx context.Context, t *testing.T, vm string) {
 		if len(rep.Guests) != 1 || !rep.Guests[0].Agent.Reachable {
 			return fmt.Errorf("agent of %s not reachable yet", vm)
 		}
-		if up := lab.Exec(ctx, vm, "cat", "/proc/uptime"); up.Code != 0 {
-			return fmt.Errorf("qemu-guest-agent of %s not back", vm)
+		// A new boot, not the old one still shutting down.
+		if now := lab.Exec(ctx, vm, "cat", "/proc/sys/kernel/random/boot_id"); now.Code != 0 || strings.TrimSpace(now.Stdout) == boot {
+			return fmt.Errorf("%s has not rebooted yet (boot id %s)", vm, boot)
 		}
 		return nil
 	})
