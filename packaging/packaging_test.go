@@ -474,6 +474,8 @@ func TestUnitAndRule(t *testing.T) {
 		"ConditionPathExists=|/dev/virtio-ports/org.kvmnet.agent.0", "ConditionPathExists=|/dev/vsock",
 		"StateDirectory=kvmnet", "ProtectSystem=strict",
 		"ReadWritePaths=/etc/sysctl.d -/etc/apt/apt.conf.d -/etc/dnf", "ReadWritePaths=/proc/sys/net",
+		"ReadWritePaths=-/etc/netplan -/etc/systemd/network -/etc/network",
+		"ReadWritePaths=-/run/systemd/network -/run/NetworkManager/system-connections -/run/udev/rules.d -/run/systemd/system",
 		"RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_VSOCK AF_INET AF_INET6",
 		"DeviceAllow=char-virtio-portsdev rw", "DeviceAllow=/dev/vsock rw", "WantedBy=multi-user.target",
 	} {

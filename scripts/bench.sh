@@ -15,7 +15,7 @@ done
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
-go test -run='^$' -timeout 30m -bench='StatusFanout|StatusHungGuest|VirshBaseline|AgentFootprint' -benchtime=1x ./controller/perf/ | tee "$raw"
+go test -run='^$' -timeout 30m -bench='StatusFanout|StatusHungGuest|VirshBaseline|AgentFootprint|ExporterScrape' -benchtime=1x ./controller/perf/ | tee "$raw"
 go test -run='^$' -timeout 10m -bench='RPC$' -benchtime="${BENCH_RPC_N:-3000}x" ./controller/perf/ | tee -a "$raw"
 grep -q '^ok' "$raw" || { echo "bench: a benchmark failed" >&2; exit 1; }
 
@@ -33,6 +33,11 @@ for n in 1 10 50 100 200; do
 done
 h=$(line BenchmarkStatusHungGuest)
 echo "one hung guest among 50: $(metric ms/status "$h") ms with --timeout $(metric timeout-ms "$h") ms, $(metric reachable "$h") of 50 reachable"
+
+e=$(line BenchmarkExporterScrape)
+echo "kvmnetctl exporter, one /metrics scrape of $(metric guests "$e") guests (5 workers, checks on): $(metric ms/scrape "$e") ms" \
+	"(guests status of 100: $(metric ms/status "$(line "BenchmarkStatusFanout/guests=100")") ms);" \
+	"exporter RSS idle $(metric rss-idle-MiB "$e") MiB, after scrapes $(metric rss-after-MiB "$e") MiB"
 
 echo
 echo "== RPC latency (real agent server + service, real controller client)"

@@ -20,6 +20,7 @@ import (
 	"github.com/kvmnet/kvmnet/agent/config"
 	"github.com/kvmnet/kvmnet/agent/files"
 	"github.com/kvmnet/kvmnet/agent/nm"
+	"github.com/kvmnet/kvmnet/agent/stack"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -87,6 +88,12 @@ type Options struct {
 	Logger *slog.Logger
 	// OnEvent, when set, is told about checkpoints (created, confirmed, rolled back) for Watch.
 	OnEvent func(summary string)
+	// Stacks chooses the network stack backend per NIC (nil: every NIC is NetworkManager's).
+	Stacks Stacks
+	// Runner runs the file-based stacks' commands (netplan, networkctl, systemctl).
+	Runner stack.Runner
+	// Addrs reads a NIC's IPv4 addresses, to wait for a lease a file-based stack obtains.
+	Addrs AddrReader
 	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
 	// middle of an Apply or a rollback (default DefaultNMRestartWait).
 	NMRestartWait time.Duration
@@ -161,6 +168,8 @@ type pending struct {
 	hadIPv4    map[string]bool   // touched interface had an IPv4 address before
 	incomplete bool              // the Apply did not finish (NetworkManager stopped): only Rollback
 	applying   bool              // the Apply is running (or never finished): restore at start-up
+
+	stacks []*stackRecord // file-based stacks whose commands ran (rollback re-runs theirs)
 }
 
 // New returns an Applier.
@@ -212,6 +221,14 @@ func (a *Applier) Gather(ctx context.Context, root string) Inputs {
 			}
 		}
 	}
+	if a.o.Addrs != nil {
+		in.NICIPv4 = map[string][]string{}
+		for _, n := range in.NICs {
+			if v4, err := a.o.Addrs.IPv4(n.Name); err == nil {
+				in.NICIPv4[n.Name] = slices.DeleteFunc(v4, func(s string) bool { return strings.HasPrefix(s, "169.254.") })
+			}
+		}
+	}
 	if root != "" {
 		in.AptInstalled = dirExists(filepath.Join(root, "etc/apt"))
 		in.DnfInstalled = dirExists(filepath.Join(root, "etc/dnf"))
@@ -254,14 +271,17 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		root = "/"
 	}
 	in := a.Gather(ctx, root)
+	a.chooseStacks(ctx, r, &in)
+	stacks, readFile := in.Stacks, in.ReadFile
 	// A NIC hot-plugged seconds ago is unmanaged until udev has initialised it: judged only once
-	// NetworkManager has had the chance to take it over.
-	in, notYet, waited := a.waitManaged(ctx, root, r, in)
+	// NetworkManager has had the chance to take it over (NICs of file-based stacks are not its).
+	in, notYet, waited := a.waitManaged(ctx, root, nmOnly(r, stacks), in)
 	if len(notYet) > 0 {
 		err := errNotYetManaged(notYet, waited)
 		a.log.Warn("apply refused", "error", err)
 		return nil, err
 	}
+	in.Stacks, in.ReadFile = stacks, readFile
 	plan, err := Compute(r, in)
 	if err != nil {
 		a.log.Warn("apply refused", "error", err)
@@ -273,6 +293,9 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		return resp, nil
 	}
 	p := &pending{id: newID(), changes: resp.Changes, sysctl: map[string]string{}, updated: map[string]nm.Settings{}, applying: true}
+	// Every stack step's record up front: the on-disk record saved before the first change must
+	// already know which stacks' commands a restore re-runs (harmless for one that never ran).
+	p.stacks = plan.stackRecords()
 	if plan.NeedsNM() {
 		if a.o.NM == nil {
 			return nil, fmt.Errorf("%w: no NetworkManager client", ErrPrecondition)
@@ -404,8 +427,10 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		s.Change.Summary += fmt.Sprintf(": got %s in %s", strings.Join(addrs, ","), time.Since(start).Round(time.Millisecond))
 		return nil
 	case OpWriteFile:
-		_, err := a.o.Files.Write(s.Path, s.Body, 0)
+		_, err := a.o.Files.Write(s.Path, s.Body, s.Mode)
 		return err
+	case OpStackApply:
+		return a.execStack(ctx, p, s)
 	case OpRemoveFile:
 		_, err := a.o.Files.Remove(s.Path)
 		return err
@@ -456,6 +481,11 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 		}
 		restored = append(restored, fmt.Sprintf("sysctl %s = %s", k, v))
 	}
+	res, err = a.rollbackStacks(ctx, p, true)
+	restored = append(restored, res...)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if p.snap != nil {
 		res, err := a.o.Files.RestoreSnapshot(p.snap)
 		if err != nil {
@@ -466,6 +496,11 @@ func (a *Applier) rollback(ctx context.Context, p *pending) ([]string, error) {
 				restored = append(restored, "file "+r.Path)
 			}
 		}
+	}
+	res, err = a.rollbackStacks(ctx, p, false)
+	restored = append(restored, res...)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	a.log.Info("rolled back", "checkpoint", p.id, "restored", strings.Join(restored, "; "), "errors", len(errs))
 	// Whatever could not be restored stays as it is now: a record kept for it would only undo the

@@ -3,6 +3,7 @@ package apply
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -57,6 +58,14 @@ type Inputs struct {
 	AptInstalled, DnfInstalled bool
 	// Sysctl holds the current values of SysctlKeys.
 	Sysctl map[string]string
+	// Stacks holds the network stack chosen for the NIC of each Ensure/RemoveConflicts action, by
+	// MAC; a NIC without an entry is NetworkManager's (as before file-based stacks existed).
+	Stacks map[string]StackChoice
+	// NICIPv4 holds each NIC's IPv4 addresses (file-based stacks: "already configured" needs them).
+	NICIPv4 map[string][]string
+	// ReadFile reads a file a file-based stack plans to change (through the file store); nil:
+	// only Files is known.
+	ReadFile func(path string) ([]byte, error)
 }
 
 // OpKind is what a Step does.
@@ -72,6 +81,9 @@ const (
 	OpRemoveFile
 	OpRestoreFile
 	OpSetSysctl
+	// OpStackApply runs a file-based stack's commands (netplan, networkd, ifupdown) and waits for
+	// IPv4; its files are written by the OpWriteFile steps before it.
+	OpStackApply
 )
 
 // Step is one change of a plan.
@@ -90,9 +102,12 @@ type Step struct {
 	// Fresh is true when the activated profile is created by the step before: if NetworkManager
 	// already autoconnected it, the step waits for that activation instead of restarting it.
 	Fresh bool
-	// Path and Body of a file operation.
+	// Path, Body and Mode (0: keep the existing file's) of a file operation.
 	Path string
 	Body []byte
+	Mode fs.FileMode
+	// Stack is the backend and plan of an OpStackApply.
+	Stack *stackRecord
 	// Key, Value and Old of a sysctl.
 	Key, Value, Old string
 }
@@ -211,6 +226,11 @@ func (p *planner) ensure(a EnsureAction) error {
 	if err != nil {
 		return err
 	}
+	if c, err := p.fileStack(nic.MAC); err != nil {
+		return err
+	} else if c != nil {
+		return p.ensureStack(c, nic, a)
+	}
 	if err := p.needNM(); err != nil {
 		return err
 	}
@@ -318,6 +338,13 @@ func (p *planner) removeConflicts(a RemoveConflictsAction) error {
 	nic, err := p.nic(a.MAC)
 	if err != nil {
 		return err
+	}
+	if c, err := p.fileStack(nic.MAC); err != nil {
+		return err
+	} else if c != nil {
+		// The backend's plan (the Ensure action) neutralises definitions bound to missing interfaces.
+		p.plan.Notes = append(p.plan.Notes, fmt.Sprintf("%s is configured by %s: definitions bound to missing interfaces are neutralised by its DHCP plan", nic.Name, c.Backend.Name()))
+		return nil
 	}
 	if err := p.needNM(); err != nil {
 		return err

@@ -44,6 +44,9 @@ type Record struct {
 	Sysctl map[string]string `json:"sysctl,omitempty"`
 	// NM holds NetworkManager's part; nil when the plan did not touch NetworkManager.
 	NM *NMRecord `json:"nm,omitempty"`
+	// Stacks are the file-based stacks (netplan, networkd, ifupdown) whose commands a restore
+	// re-runs around the file restore.
+	Stacks []RecordStack `json:"stacks,omitempty"`
 }
 
 // RecordChange is one kvmnetv1.Change of a Record.
@@ -156,6 +159,9 @@ func (p *pending) record(bootID string) (*Record, error) {
 	for _, c := range p.changes {
 		r.Changes = append(r.Changes, RecordChange{Kind: c.GetKind(), Target: c.GetTarget(), Summary: c.GetSummary()})
 	}
+	for _, st := range p.stacks {
+		r.Stacks = append(r.Stacks, RecordStack{Backend: planName(st.plan), Plan: st.plan})
+	}
 	if p.nmCP == "" {
 		return r, nil
 	}
@@ -193,6 +199,10 @@ func pendingFrom(r *Record) (*pending, error) {
 	}
 	for _, c := range r.Changes {
 		p.changes = append(p.changes, &kvmnetv1.Change{Kind: c.Kind, Target: c.Target, Summary: c.Summary})
+	}
+	for _, st := range r.Stacks {
+		// The backend is looked up by name when the rollback runs (rollbackStacks).
+		p.stacks = append(p.stacks, &stackRecord{plan: st.Plan})
 	}
 	if r.NM == nil {
 		return p, nil

@@ -23,6 +23,16 @@ type Config struct {
 	ManageIPv6 bool `yaml:"manage_ipv6"`
 	// ManagePackageManager lets the agent write apt.conf.d and dnf.conf settings. Default true.
 	ManagePackageManager bool `yaml:"manage_package_manager"`
+	// ManageNetplan lets the agent write /etc/netplan/90-kvmnet.yaml, replace user netplan files
+	// whose definitions name missing interfaces by managed copies, and run netplan generate/apply.
+	// Default true.
+	ManageNetplan bool `yaml:"manage_netplan"`
+	// ManageNetworkd lets the agent write /etc/systemd/network/10-kvmnet-<mac>.network, neutralise
+	// .network files for missing interfaces, and run networkctl reload/reconfigure. Default true.
+	ManageNetworkd bool `yaml:"manage_networkd"`
+	// ManageIfupdown lets the agent write /etc/network/interfaces.d/kvmnet-<ifname>, edit
+	// /etc/network/interfaces (source line, stale stanzas) and start ifup@<ifname>. Default true.
+	ManageIfupdown bool `yaml:"manage_ifupdown"`
 	// Root is the filesystem root the agent reads and writes (/etc, /proc/sys, /var/lib/kvmnet are
 	// taken relative to it). Default "/"; tests point it at a temporary directory.
 	Root string `yaml:"root"`
@@ -51,9 +61,27 @@ func Default() Config {
 		ManageProfiles:         true,
 		ManageIPv6:             true,
 		ManagePackageManager:   true,
+		ManageNetplan:          true,
+		ManageNetworkd:         true,
+		ManageIfupdown:         true,
 		Root:                   "/",
 		StateDir:               "/var/lib/kvmnet",
 		DefaultRollbackTimeout: 60 * time.Second,
 		LogLevel:               "info",
 	}
+}
+
+// DisabledStacks lists the network stacks whose manage_* key is false (agent/stack's names).
+func (c Config) DisabledStacks() []string {
+	var out []string
+	if !c.ManageNetplan {
+		out = append(out, "netplan")
+	}
+	if !c.ManageNetworkd {
+		out = append(out, "networkd")
+	}
+	if !c.ManageIfupdown {
+		out = append(out, "ifupdown")
+	}
+	return out
 }

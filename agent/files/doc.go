@@ -7,7 +7,8 @@
 // RestoreAll, Remove, and in-memory Snapshots for checkpoint rollback).
 //
 // Every path is taken relative to a root directory given to New and must name a file directly
-// inside one of the allow-listed directories (etc/sysctl.d, etc/apt/apt.conf.d, etc/dnf by
+// inside one of the allow-listed directories (etc/sysctl.d, etc/apt/apt.conf.d, etc/dnf and the
+// network stacks' etc/netplan, etc/systemd/network, etc/network, etc/network/interfaces.d by
 // default). "..", symlinks on the way, and anything outside the allow-list are refused, so a path
 // that arrives over the wire can never make the agent write elsewhere.
 //

@@ -14,9 +14,12 @@ import (
 var ErrNotAllowed = errors.New("path not allowed")
 
 // DefaultAllowed returns the directories, relative to the root, whose direct children the agent may
-// write: sysctl.d (IPv6), apt.conf.d (apt ForceIPv4) and /etc/dnf (dnf.conf ip_resolve).
+// write: sysctl.d (IPv6), apt.conf.d (apt ForceIPv4), /etc/dnf (dnf.conf ip_resolve), and the
+// network stacks' directories (agent/stack's backends): /etc/netplan, /etc/systemd/network,
+// /etc/network (interfaces) and /etc/network/interfaces.d.
 func DefaultAllowed() []string {
-	return []string{"etc/sysctl.d", "etc/apt/apt.conf.d", "etc/dnf"}
+	return []string{"etc/sysctl.d", "etc/apt/apt.conf.d", "etc/dnf",
+		"etc/netplan", "etc/systemd/network", "etc/network", "etc/network/interfaces.d"}
 }
 
 // guestPath is a validated path: rel is relative to the root ("etc/dnf/dnf.conf"), abs is the host

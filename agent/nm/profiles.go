@@ -58,6 +58,8 @@ type Profile struct {
 	IPv4Gateway string
 	// IPv4DNS are the static ipv4.dns servers.
 	IPv4DNS []string
+	// IPv4IgnoreAutoDNS is ipv4.ignore-auto-dns: DHCP's DNS servers are not used.
+	IPv4IgnoreAutoDNS bool
 	// Autoconnect is connection.autoconnect (NetworkManager's default is true).
 	Autoconnect bool
 	// ManagedByKvmnet is true when user.data carries ManagedKey.
@@ -287,6 +289,7 @@ func ParseProfile(path dbus.ObjectPath, s Settings) Profile {
 			p.IPv4DNS = append(p.IPv4DNS, net.IPv4(byte(d), byte(d>>8), byte(d>>16), byte(d>>24)).String())
 		}
 	}
+	p.IPv4IgnoreAutoDNS, _ = s["ipv4"]["ignore-auto-dns"].Value().(bool)
 	if data, ok := s["user"]["data"].Value().(map[string]string); ok {
 		_, p.ManagedByKvmnet = data[ManagedKey]
 	}

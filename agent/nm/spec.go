@@ -59,6 +59,7 @@ func (s DHCPSpec) Diff(p Profile) []FieldChange {
 	add("ipv4.address-data", strings.Join(p.IPv4Addresses, ","), "")
 	add("ipv4.gateway", p.IPv4Gateway, "")
 	add("ipv4.dns", strings.Join(p.IPv4DNS, ","), "")
+	add("ipv4.ignore-auto-dns", boolStr(p.IPv4IgnoreAutoDNS), "no")
 	if s.IPv6Method != "" {
 		add("ipv6.method", p.IPv6Method, s.IPv6Method)
 	}
@@ -133,6 +134,7 @@ func (s DHCPSpec) UpdateSettings(old Settings) Settings {
 	for _, k := range []string{"address-data", "gateway", "dns", "dns-data"} {
 		delete(st["ipv4"], k)
 	}
+	st["ipv4"]["ignore-auto-dns"] = dbus.MakeVariant(false) // DNS from DHCP, i.e. the network's
 	if s.IPv6Method != "" {
 		st["ipv6"]["method"] = dbus.MakeVariant(s.IPv6Method)
 	}

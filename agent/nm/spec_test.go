@@ -167,3 +167,30 @@ func TestNewUUID(t *testing.T) {
 		t.Fatalf("bad uuid %q", u)
 	}
 }
+
+// TestDiffResetsDNSOverride: DNS set by hand (ipv4.dns, ignore-auto-dns) is part of what a DHCP
+// profile does not keep: the diff names both and UpdateSettings clears both.
+func TestDiffResetsDNSOverride(t *testing.T) {
+	old := Settings{
+		"connection": {"id": dbus.MakeVariant("kvm-dhcp-enp1s0"), "type": dbus.MakeVariant(EthernetType), "interface-name": dbus.MakeVariant("enp1s0")},
+		"ipv4":       {"method": dbus.MakeVariant("auto"), "dns": dbus.MakeVariant([]uint32{0x350200c0}), "ignore-auto-dns": dbus.MakeVariant(true)}, // 192.0.2.53
+		"user":       {"data": dbus.MakeVariant(map[string]string{ManagedKey: "kvmnet-agent"})},
+	}
+	p := ParseProfile("/c/1", old)
+	if !p.IPv4IgnoreAutoDNS || len(p.IPv4DNS) != 1 || p.IPv4DNS[0] != "192.0.2.53" {
+		t.Fatalf("parsed %+v", p)
+	}
+	spec := DHCPSpec{InterfaceName: "enp1s0", MAC: "52:54:00:00:00:01"}
+	var keys []string
+	for _, f := range spec.Diff(p) {
+		keys = append(keys, f.String())
+	}
+	got := strings.Join(keys, "; ")
+	if !strings.Contains(got, `ipv4.dns: "192.0.2.53" -> ""`) || !strings.Contains(got, `ipv4.ignore-auto-dns: "yes" -> "no"`) {
+		t.Fatalf("diff %s", got)
+	}
+	after := ParseProfile("/c/1", spec.UpdateSettings(old))
+	if after.IPv4IgnoreAutoDNS || len(after.IPv4DNS) != 0 || len(spec.Diff(after)) != 0 {
+		t.Fatalf("after UpdateSettings: %+v, diff %v", after, spec.Diff(after))
+	}
+}

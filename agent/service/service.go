@@ -22,6 +22,7 @@ import (
 	"github.com/kvmnet/kvmnet/agent/pkgconf"
 	"github.com/kvmnet/kvmnet/agent/qga"
 	"github.com/kvmnet/kvmnet/agent/stack"
+	"github.com/kvmnet/kvmnet/agent/stack/cmdrun"
 	"github.com/kvmnet/kvmnet/agent/sysctl"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"github.com/vishvananda/netlink"
@@ -108,6 +109,13 @@ type Options struct {
 	Checks  CheckRunner
 	Files   apply.Files
 	Sysctl  apply.Sysctl
+	// Stacks chooses the network stack backend per NIC (default: agent/stack's netplan, networkd
+	// and ifupdown backends under Config.Root, with the manage_* opt-outs).
+	Stacks apply.Stacks
+	// Runner runs the stacks' commands (default: os/exec).
+	Runner stack.Runner
+	// Addrs reads NIC addresses for the stacks' lease wait (default: the standard library).
+	Addrs apply.AddrReader
 	// Records keeps a pending checkpoint's rollback record; default apply.FileRecords in the state
 	// directory under Config.Root.
 	Records apply.RecordStore
@@ -211,6 +219,20 @@ func New(opts Options) (*Service, error) {
 	if s.o.Sysctl == nil {
 		s.o.Sysctl = apply.ProcSysctl{Root: root}
 	}
+	if s.o.Stacks == nil {
+		det, err := stack.New(stack.Options{Root: root, NM: s.probe})
+		if err != nil {
+			return fail("stack selection", err)
+		}
+		backends := []stack.Backend{stack.NewNetplan(root), stack.NewNetworkd(root), stack.NewIfupdown(root)}
+		s.o.Stacks = stack.NewSelector(det, stack.NewChooser(backends, opts.Config.DisabledStacks()))
+	}
+	if s.o.Runner == nil {
+		s.o.Runner = cmdrun.Exec{}
+	}
+	if s.o.Addrs == nil {
+		s.o.Addrs = apply.NetAddrs{}
+	}
 	if s.o.Records == nil {
 		sd := opts.Config.StateDir
 		if sd == "" {
@@ -220,6 +242,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s.applier = apply.New(apply.Options{
 		Config: opts.Config, NM: s.o.NM, Files: s.o.Files, Sysctl: s.o.Sysctl, NICs: nicLister{s.o.Links},
+		Stacks: s.o.Stacks, Runner: s.o.Runner, Addrs: s.o.Addrs,
 		Records: s.o.Records, Logger: opts.Logger, OnEvent: func(summary string) {
 			s.hub.publish(&kvmnetv1.Event{Time: timestamppb.New(s.o.Now()), Kind: kvmnetv1.EventKind_EVENT_KIND_CHECKPOINT, Summary: summary})
 		},
@@ -305,7 +328,8 @@ func (s *Service) GetState(ctx context.Context, _ *kvmnetv1.GetStateRequest) (*k
 	}
 	c := s.o.Config
 	st.Config = &kvmnetv1.AgentConfig{AllowApply: c.AllowApply, ManageProfiles: c.ManageProfiles, ManageIpv6: c.ManageIPv6,
-		ManagePackageManager: c.ManagePackageManager, Transports: append([]string(nil), c.Listen...)}
+		ManagePackageManager: c.ManagePackageManager, Transports: append([]string(nil), c.Listen...),
+		ManageNetplan: c.ManageNetplan, ManageNetworkd: c.ManageNetworkd, ManageIfupdown: c.ManageIfupdown}
 	st.PendingCheckpoint = s.applier.Pending()
 	return st, nil
 }
@@ -331,6 +355,7 @@ func nmProfiles(st nm.State, err error, ifaces []*kvmnetv1.Interface) (*kvmnetv1
 			Ipv4Method: p.IPv4Method, Ipv6Method: p.IPv6Method, Ipv4Addresses: p.IPv4Addresses,
 			Active: p.Active, ActiveDevice: p.ActiveDevice, Autoconnect: p.Autoconnect,
 			ManagedByKvmnet: p.ManagedByKvmnet, BoundToMissingInterface: p.BoundToMissingInterface,
+			Ipv4Dns: p.IPv4DNS, Ipv4IgnoreAutoDns: p.IPv4IgnoreAutoDNS,
 		})
 	}
 	return out, st.Devices

@@ -152,6 +152,9 @@ func (d *Detector) decide(ctx context.Context, s *sources, in *kvmnetv1.Interfac
 			ev.add("networkd_network_file", st.networkFile)
 		}
 		if st.adminState != "unmanaged" && st.adminState != "" {
+			if netplanGenerated(st.networkFile) {
+				return Result{kvmnetv1.NetworkStack_NETWORK_STACK_NETPLAN, ev.String()}
+			}
 			return Result{kvmnetv1.NetworkStack_NETWORK_STACK_NETWORKD, ev.String()}
 		}
 	}
@@ -161,7 +164,7 @@ func (d *Detector) decide(ctx context.Context, s *sources, in *kvmnetv1.Interfac
 		if strings.EqualFold(np.renderer, "NetworkManager") {
 			return Result{kvmnetv1.NetworkStack_NETWORK_STACK_NETWORK_MANAGER, ev.String()}
 		}
-		return Result{kvmnetv1.NetworkStack_NETWORK_STACK_NETWORKD, ev.String()}
+		return Result{kvmnetv1.NetworkStack_NETWORK_STACK_NETPLAN, ev.String()}
 	}
 
 	// 4. A networkd .network file that matches.

@@ -84,7 +84,7 @@ func TestDetect(t *testing.T) {
 				"etc/netplan/50-cloud-init.yaml": "network:\n  version: 2\n  ethernets:\n    enp1s0:\n      match:\n        macaddress: \"52:54:00:AA:00:01\"\n      dhcp4: true\n      set-name: enp1s0\n",
 			},
 			nm:     fakeNM{err: errors.New("system bus not found")},
-			stack:  networkd,
+			stack:  kvmnetv1.NetworkStack_NETWORK_STACK_NETPLAN,
 			detail: "nm=unavailable nm_error='system bus not found' netplan_file=/etc/netplan/50-cloud-init.yaml netplan_id=enp1s0 netplan_renderer=networkd networkd_admin_state=configured networkd_network_file=/run/systemd/network/10-netplan-enp1s0.network",
 		},
 		{

@@ -4,10 +4,19 @@
 // (/etc/network/interfaces with source/source-directory includes), netplan (renderer in
 // /etc/netplan/*.yaml, which hands the NIC to NetworkManager or networkd), or none.
 //
-// The decision comes with evidence as key=value words, and for the stacks kvmnet does not manage it
-// states precisely what would be needed (e.g. ifupdown_stanza_missing=enp1s0
-// need='auto enp1s0\niface enp1s0 inet dhcp'); it never changes any of them. Every file is read
-// under a root directory, so tests use temporary trees.
+// The decision comes with evidence as key=value words, and for stacks nothing configures it states
+// precisely what would be needed (e.g. ifupdown_stanza_missing=enp1s0
+// need='auto enp1s0\niface enp1s0 inet dhcp'). Every file is read under a root directory, so tests
+// use temporary trees.
+//
+// It also owns the repair side for the file-based stacks: the Backend interface (IsManaging / Plan
+// / Apply / Rollback, the shape of GoogleCloudPlatform guest-agent's network/manager), one backend
+// per file (netplanbackend.go, networkdbackend.go, ifupdownbackend.go), and the Chooser that picks
+// the backend per NIC from the detection (two stacks claiming one NIC: ErrConflict naming both with
+// their files, nothing written). A backend only plans files and runs its stack's commands through
+// the injected Runner (cmdrun in production); agent/apply writes the files through agent/files
+// (header, backup, state, snapshot) and rolls them back. NetworkManager stays agent/apply's
+// profile/checkpoint path: Chooser answers NameNetworkManager with no Backend.
 //
 // It must never import D-Bus, netlink or file-writing code.
 package stack

@@ -23,6 +23,20 @@ type ifupdownStanza struct {
 type ifupdownConfig struct {
 	installed bool
 	stanzas   map[string]*ifupdownStanza
+	// sourceGlobs and sourceDirs are the guest paths the configuration includes (source PATTERN,
+	// source-directory DIR), to tell whether a file in interfaces.d is read at all.
+	sourceGlobs, sourceDirs []string
+}
+
+// includes reports whether the configuration reads guest (a file path).
+func (c ifupdownConfig) includes(guest string) bool {
+	for _, g := range c.sourceGlobs {
+		if ok, _ := filepath.Match(g, guest); ok {
+			return true
+		}
+	}
+	dir, base := filepath.Split(guest)
+	return slices.Contains(c.sourceDirs, filepath.Clean(dir)) && sourceDirName.MatchString(base)
 }
 
 // stale returns configured interface names (other than lo) that do not exist in the guest: the
@@ -103,6 +117,7 @@ func (p *ifupdownParser) parseFile(guest string, depth int) error {
 			}
 		case f[0] == "source" && len(f) >= 2:
 			for _, pat := range f[1:] {
+				p.cfg.sourceGlobs = append(p.cfg.sourceGlobs, p.rel(guest, pat))
 				matches, err := filepath.Glob(filepath.Join(p.root, p.rel(guest, pat)))
 				if err != nil {
 					errs = append(errs, fmt.Errorf("%s: source %s: %w", guest, pat, err))
@@ -118,6 +133,7 @@ func (p *ifupdownParser) parseFile(guest string, depth int) error {
 		case f[0] == "source-directory" && len(f) >= 2:
 			for _, dir := range f[1:] {
 				g := p.rel(guest, dir)
+				p.cfg.sourceDirs = append(p.cfg.sourceDirs, g)
 				entries, err := os.ReadDir(filepath.Join(p.root, g))
 				if err != nil {
 					continue

@@ -218,6 +218,7 @@ func (gc *guestCtx) row(n *nicCtx) *NICReport {
 	if n.iface != nil {
 		r.GuestIfname = n.iface.GetName()
 		r.GuestOperState = n.iface.GetOperState()
+		r.Stack = stackName(n.iface)
 		r.GuestIPv4 = append(r.GuestIPv4, n.iface.GetIpv4()...)
 		r.IPv6 = gc.ipv6State(n.iface)
 	}
@@ -585,6 +586,10 @@ func (gc *guestCtx) guestNIC(n *nicCtx) {
 	it := n.iface
 	profs := gc.profilesFor(it)
 	base := []string{ev("ifname", it.GetName()), ev("oper_state", it.GetOperState()), ev("lease", leaseStr(n.lease)), ev("profiles", describeProfiles(profs))}
+	if st := stackName(it); st != "" {
+		// Stack-neutral codes; which stack, file and stanza are evidence (agent/stack's words).
+		base = append(base, ev("stack", st), ev("stack_detail", it.GetStackDetail()))
+	}
 	var v4 []string
 	for _, a := range it.GetIpv4() {
 		if !strings.HasPrefix(a, "169.254.") {
@@ -801,4 +806,12 @@ func (gc *guestCtx) defaultNIC() *nicCtx {
 		}
 	}
 	return nil
+}
+
+// stackName is the interface's stack as a lower-case word ("" when the agent did not say).
+func stackName(it *kvmnetv1.Interface) string {
+	if it == nil || it.GetStack() == kvmnetv1.NetworkStack_NETWORK_STACK_UNSPECIFIED {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(it.GetStack().String(), "NETWORK_STACK_"))
 }

@@ -194,6 +194,9 @@ type NICReport struct {
 	LinkState string `json:"link_state"`
 	// GuestOperState is the guest interface's oper state.
 	GuestOperState string `json:"guest_oper_state,omitempty"`
+	// Stack is the software that configures the guest interface, as the agent detected it
+	// ("network_manager", "networkd", "ifupdown", "none"; "" when unknown).
+	Stack string `json:"stack,omitempty"`
 	// NeighborIPv4 are IPv4 neighbour entries for the MAC on the bridge.
 	NeighborIPv4 []string `json:"neighbor_ipv4,omitempty"`
 	// IPv6: "disabled", "link-local", "global", "global+route", "none" or "unknown".

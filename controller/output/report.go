@@ -71,7 +71,7 @@ func worse(a, b diagnose.Severity) diagnose.Severity {
 // WriteStatus renders the `guests status` table: one line per guest NIC, the findings with their
 // fixes, and a summary line.
 func WriteStatus(w io.Writer, r diagnose.Report, pal Palette) error {
-	headers := []string{"DOMAIN", "STATE", "MAC", "NETWORK", "VNET", "GUEST-IF", "GUEST-IPV4", "LEASE", "AGENT", "IPV6", "APT-IPV4", "CHECKS", "FINDINGS"}
+	headers := []string{"DOMAIN", "STATE", "MAC", "NETWORK", "VNET", "GUEST-IF", "STACK", "GUEST-IPV4", "LEASE", "AGENT", "IPV6", "APT-IPV4", "CHECKS", "FINDINGS"}
 	var rows [][]string
 	var worst []diagnose.Severity
 	nics := 0
@@ -98,7 +98,7 @@ func WriteStatus(w io.Writer, r diagnose.Report, pal Palette) error {
 			}
 			codes = strings.Join(cs, ",")
 		}
-		rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname),
+		rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname), Dash(n.Stack),
 			Dash(strings.Join(n.GuestIPv4, ",")), Dash(lease), row.agent, Dash(n.IPv6), Dash(n.AptIPv4), Dash(n.Checks), codes})
 		worst = append(worst, row.worst)
 	}

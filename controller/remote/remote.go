@@ -40,6 +40,9 @@ type Result struct {
 	Stdout []byte
 	// ExitCode of the remote kvmnetctl (0 ok, 1 findings, 2 usage/connection).
 	ExitCode int
+	// Message is the last line the remote kvmnetctl wrote to stderr when it failed (its reason),
+	// made printable.
+	Message string
 }
 
 // ErrUnreachable marks a failure of ssh itself (connection, authentication, host key).
@@ -122,7 +125,7 @@ func (c Client) Run(ctx context.Context, dest string, args []string) (Result, er
 	case ce.ExitCode == 127:
 		return Result{}, fmt.Errorf("%s: kvmnetctl not found on the remote host (install it there, or set --ssh-kvmnetctl): %s", dest, firstLine(ce.Stderr, ce.Err))
 	}
-	return Result{Stdout: out, ExitCode: ce.ExitCode}, nil
+	return Result{Stdout: out, ExitCode: ce.ExitCode, Message: firstLine(ce.Stderr, ce.Err)}, nil
 }
 
 // firstLine is the last non-empty line of stderr (ssh prints warnings first), else err, with

@@ -59,11 +59,11 @@ func TestRunExitCodes(t *testing.T) {
 	f := runner.NewFake()
 	c := Client{Runner: f}
 	argv := func(dest string) []string { return append([]string{"ssh"}, c.Argv(dest, []string{"version"})...) }
-	f.Set(runner.FakeResponse{Stdout: "{}", ExitCode: 1}, argv("h1")...)
+	f.Set(runner.FakeResponse{Stdout: "{}", ExitCode: 1, Stderr: "kvmnetctl: 1 guest with error-level findings"}, argv("h1")...)
 	f.Set(runner.FakeResponse{ExitCode: 255, Stderr: "Warning: x\nssh: connect to host h2 port 22: Connection refused\x1b[2J"}, argv("h2")...)
 	f.Set(runner.FakeResponse{ExitCode: 127, Stderr: "sh: kvmnetctl: not found"}, argv("h3")...)
 	ctx := context.Background()
-	if r, err := c.Run(ctx, "h1", []string{"version"}); err != nil || r.ExitCode != 1 || string(r.Stdout) != "{}" {
+	if r, err := c.Run(ctx, "h1", []string{"version"}); err != nil || r.ExitCode != 1 || string(r.Stdout) != "{}" || r.Message != "kvmnetctl: 1 guest with error-level findings" {
 		t.Errorf("exit 1: %+v, %v", r, err)
 	}
 	if _, err := c.Run(ctx, "h2", []string{"version"}); err == nil || !strings.Contains(err.Error(), "Connection refused?[2J") || !strings.Contains(err.Error(), ErrUnreachable.Error()) {

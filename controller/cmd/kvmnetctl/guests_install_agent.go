@@ -64,6 +64,8 @@ guests status for the guest. An agent that already answers with the package's ve
 	f.BoolVar(&o.Upgrade, "upgrade", false, "replace an answering agent whose version differs from the package's")
 	f.DurationVar(&o.WaitAgent, "wait", 2*time.Minute, "how long to wait for the new agent's first answer")
 	f.StringVar(&qemuConf, "qemu-conf", "/etc/libvirt/qemu.conf", "libvirt's qemu.conf, read to find the user QEMU runs as (channel directory owner)")
+	f.IntVar(&o.ChunkSize, "chunk-size", install.DefaultChunkSize, "bytes per guest-file-write")
+	_ = f.MarkHidden("chunk-size")
 	f.BoolVar(&o.CorruptUpload, "test-corrupt-upload", false, "test seam: corrupt the uploaded copy to exercise the sha256 check")
 	_ = f.MarkHidden("test-corrupt-upload")
 	return cmd

@@ -113,7 +113,7 @@ func remoteReport(ctx context.Context, c remote.Client, dest string, args []stri
 		return diagnose.Report{}, 0, err
 	}
 	if res.ExitCode > 1 {
-		return diagnose.Report{}, res.ExitCode, fmt.Errorf("%s: kvmnetctl exited %d (usage or libvirt connection error there)", dest, res.ExitCode)
+		return diagnose.Report{}, res.ExitCode, fmt.Errorf("%s: kvmnetctl exited %d (usage or libvirt connection error there): %s", dest, res.ExitCode, res.Message)
 	}
 	var r diagnose.Report
 	if err := json.Unmarshal(res.Stdout, &r); err != nil {
@@ -150,7 +150,7 @@ func runRemote(cmd *cobra.Command, args []string, g *Globals, rf *remoteFlags) e
 				fmt.Fprintln(g.Stdout, output.Sanitize(strings.TrimSuffix(l, "\n")))
 			}
 		}
-		return exitAs(res.ExitCode, rf.dest)
+		return exitAs(res, rf.dest)
 	}
 	r, exit, err := remoteReport(ctx, c, rf.dest, remoteArgs(cmd, args, "json"))
 	if err != nil {
@@ -171,17 +171,25 @@ func runRemote(cmd *cobra.Command, args []string, g *Globals, rf *remoteFlags) e
 	if err != nil {
 		return err
 	}
-	return exitAs(exit, rf.dest)
+	return exitAs(remote.Result{ExitCode: exit}, rf.dest)
 }
 
-func exitAs(code int, dest string) error {
-	switch code {
+// exitAs turns the remote kvmnetctl's exit status into ours, with its reason when it gave one.
+func exitAs(res remote.Result, dest string) error {
+	why := ""
+	if res.Message != "" {
+		why = ": " + res.Message
+	}
+	switch res.ExitCode {
 	case 0:
 		return nil
 	case 1:
-		return Failed(fmt.Errorf("%s: error-level findings (or the fix failed) there", dest))
+		if why == "" {
+			why = ": error-level findings (or the fix failed) there"
+		}
+		return Failed(fmt.Errorf("%s%s", dest, why))
 	}
-	return Unreachable(fmt.Errorf("%s: kvmnetctl exited %d there", dest, code))
+	return Unreachable(fmt.Errorf("%s: kvmnetctl exited %d there%s", dest, res.ExitCode, why))
 }
 
 func newFleetCmd(g *Globals, rf *remoteFlags) *cobra.Command {

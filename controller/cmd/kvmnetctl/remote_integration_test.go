@@ -116,6 +116,12 @@ func TestSSHAndFleetStatus(t *testing.T) {
 	}
 	t.Logf("--ssh hv-b guests status (table):\n%s", stdout)
 
+	// guests fix runs there too: an unknown domain is the remote's usage error, passed on as exit 2.
+	_, stderr, code = runCLI(t, nil, append(base, "--ssh", "hv-a", "guests", "fix", "nosuchvm", "--dry-run")...)
+	if code != ExitUsage || !strings.Contains(stderr, "hv-a: kvmnetctl exited 2") {
+		t.Errorf("--ssh hv-a guests fix nosuchvm: exit %d, stderr %q", code, stderr)
+	}
+
 	// fleet status over both.
 	start = time.Now()
 	stdout, stderr, code = runCLI(t, nil, append(base, "fleet", "status", "hv-a", "hv-b", "-o", "json")...)

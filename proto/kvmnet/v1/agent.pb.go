@@ -37,22 +37,26 @@ const (
 	NetworkStack_NETWORK_STACK_UNSPECIFIED NetworkStack = 0
 	// Nothing configures the interface.
 	NetworkStack_NETWORK_STACK_NONE NetworkStack = 1
-	// NetworkManager manages it (the stack the agent can change).
+	// NetworkManager manages it.
 	NetworkStack_NETWORK_STACK_NETWORK_MANAGER NetworkStack = 2
-	// systemd-networkd manages it.
+	// systemd-networkd manages it (its own .network files).
 	NetworkStack_NETWORK_STACK_NETWORKD NetworkStack = 3
 	// ifupdown (/etc/network/interfaces) configures it.
 	NetworkStack_NETWORK_STACK_IFUPDOWN NetworkStack = 4
+	// netplan configures it, rendered for systemd-networkd (netplan for NetworkManager reports
+	// NETWORK_MANAGER).
+	NetworkStack_NETWORK_STACK_NETPLAN NetworkStack = 140
 )
 
 // Enum value maps for NetworkStack.
 var (
 	NetworkStack_name = map[int32]string{
-		0: "NETWORK_STACK_UNSPECIFIED",
-		1: "NETWORK_STACK_NONE",
-		2: "NETWORK_STACK_NETWORK_MANAGER",
-		3: "NETWORK_STACK_NETWORKD",
-		4: "NETWORK_STACK_IFUPDOWN",
+		0:   "NETWORK_STACK_UNSPECIFIED",
+		1:   "NETWORK_STACK_NONE",
+		2:   "NETWORK_STACK_NETWORK_MANAGER",
+		3:   "NETWORK_STACK_NETWORKD",
+		4:   "NETWORK_STACK_IFUPDOWN",
+		140: "NETWORK_STACK_NETPLAN",
 	}
 	NetworkStack_value = map[string]int32{
 		"NETWORK_STACK_UNSPECIFIED":     0,
@@ -60,6 +64,7 @@ var (
 		"NETWORK_STACK_NETWORK_MANAGER": 2,
 		"NETWORK_STACK_NETWORKD":        3,
 		"NETWORK_STACK_IFUPDOWN":        4,
+		"NETWORK_STACK_NETPLAN":         140,
 	}
 )
 
@@ -1178,8 +1183,12 @@ type Profile struct {
 	ManagedByKvmnet bool `protobuf:"varint,12,opt,name=managed_by_kvmnet,json=managedByKvmnet,proto3" json:"managed_by_kvmnet,omitempty"`
 	// Whether the bound interface name (or MAC) matches no interface of the guest.
 	BoundToMissingInterface bool `protobuf:"varint,13,opt,name=bound_to_missing_interface,json=boundToMissingInterface,proto3" json:"bound_to_missing_interface,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// DNS servers set by hand in the profile (ipv4.dns).
+	Ipv4Dns []string `protobuf:"bytes,100,rep,name=ipv4_dns,json=ipv4Dns,proto3" json:"ipv4_dns,omitempty"`
+	// ipv4.ignore-auto-dns: the DNS servers DHCP offers are ignored.
+	Ipv4IgnoreAutoDns bool `protobuf:"varint,101,opt,name=ipv4_ignore_auto_dns,json=ipv4IgnoreAutoDns,proto3" json:"ipv4_ignore_auto_dns,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Profile) Reset() {
@@ -1299,6 +1308,20 @@ func (x *Profile) GetManagedByKvmnet() bool {
 func (x *Profile) GetBoundToMissingInterface() bool {
 	if x != nil {
 		return x.BoundToMissingInterface
+	}
+	return false
+}
+
+func (x *Profile) GetIpv4Dns() []string {
+	if x != nil {
+		return x.Ipv4Dns
+	}
+	return nil
+}
+
+func (x *Profile) GetIpv4IgnoreAutoDns() bool {
+	if x != nil {
+		return x.Ipv4IgnoreAutoDns
 	}
 	return false
 }
@@ -1552,9 +1575,15 @@ type AgentConfig struct {
 	// Whether the agent may write package-manager config (apt, dnf).
 	ManagePackageManager bool `protobuf:"varint,4,opt,name=manage_package_manager,json=managePackageManager,proto3" json:"manage_package_manager,omitempty"`
 	// Transports the agent serves on, e.g. "virtio-serial:/dev/virtio-ports/org.kvmnet.agent.0".
-	Transports    []string `protobuf:"bytes,5,rep,name=transports,proto3" json:"transports,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Transports []string `protobuf:"bytes,5,rep,name=transports,proto3" json:"transports,omitempty"`
+	// Whether the agent may configure NICs through netplan (manage_netplan).
+	ManageNetplan bool `protobuf:"varint,140,opt,name=manage_netplan,json=manageNetplan,proto3" json:"manage_netplan,omitempty"`
+	// Whether the agent may write systemd-networkd .network files (manage_networkd).
+	ManageNetworkd bool `protobuf:"varint,141,opt,name=manage_networkd,json=manageNetworkd,proto3" json:"manage_networkd,omitempty"`
+	// Whether the agent may write ifupdown stanzas (manage_ifupdown).
+	ManageIfupdown bool `protobuf:"varint,142,opt,name=manage_ifupdown,json=manageIfupdown,proto3" json:"manage_ifupdown,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AgentConfig) Reset() {
@@ -1620,6 +1649,27 @@ func (x *AgentConfig) GetTransports() []string {
 		return x.Transports
 	}
 	return nil
+}
+
+func (x *AgentConfig) GetManageNetplan() bool {
+	if x != nil {
+		return x.ManageNetplan
+	}
+	return false
+}
+
+func (x *AgentConfig) GetManageNetworkd() bool {
+	if x != nil {
+		return x.ManageNetworkd
+	}
+	return false
+}
+
+func (x *AgentConfig) GetManageIfupdown() bool {
+	if x != nil {
+		return x.ManageIfupdown
+	}
+	return false
 }
 
 // Check is one connectivity check to run.
@@ -2901,7 +2951,7 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12.\n" +
-	"\bprofiles\x18\x04 \x03(\v2\x12.kvmnet.v1.ProfileR\bprofiles\"\xab\x03\n" +
+	"\bprofiles\x18\x04 \x03(\v2\x12.kvmnet.v1.ProfileR\bprofiles\"\xf7\x03\n" +
 	"\aProfile\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x12\n" +
@@ -2918,7 +2968,9 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	" \x01(\tR\factiveDevice\x12 \n" +
 	"\vautoconnect\x18\v \x01(\bR\vautoconnect\x12*\n" +
 	"\x11managed_by_kvmnet\x18\f \x01(\bR\x0fmanagedByKvmnet\x12;\n" +
-	"\x1abound_to_missing_interface\x18\r \x01(\bR\x17boundToMissingInterface\"\xa5\x03\n" +
+	"\x1abound_to_missing_interface\x18\r \x01(\bR\x17boundToMissingInterface\x12\x19\n" +
+	"\bipv4_dns\x18d \x03(\tR\aipv4Dns\x12/\n" +
+	"\x14ipv4_ignore_auto_dns\x18e \x01(\bR\x11ipv4IgnoreAutoDns\"\xa5\x03\n" +
 	"\tIPv6State\x12!\n" +
 	"\fall_disabled\x18\x01 \x01(\bR\vallDisabled\x12)\n" +
 	"\x10default_disabled\x18\x02 \x01(\bR\x0fdefaultDisabled\x12Z\n" +
@@ -2940,7 +2992,7 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	"\x13QemuGuestAgentState\x12\x1c\n" +
 	"\tinstalled\x18\x01 \x01(\bR\tinstalled\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12'\n" +
-	"\x0fchannel_present\x18\x03 \x01(\bR\x0echannelPresent\"\xce\x01\n" +
+	"\x0fchannel_present\x18\x03 \x01(\bR\x0echannelPresent\"\xca\x02\n" +
 	"\vAgentConfig\x12\x1f\n" +
 	"\vallow_apply\x18\x01 \x01(\bR\n" +
 	"allowApply\x12'\n" +
@@ -2950,7 +3002,10 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	"\x16manage_package_manager\x18\x04 \x01(\bR\x14managePackageManager\x12\x1e\n" +
 	"\n" +
 	"transports\x18\x05 \x03(\tR\n" +
-	"transports\"\xa7\x01\n" +
+	"transports\x12&\n" +
+	"\x0emanage_netplan\x18\x8c\x01 \x01(\bR\rmanageNetplan\x12(\n" +
+	"\x0fmanage_networkd\x18\x8d\x01 \x01(\bR\x0emanageNetworkd\x12(\n" +
+	"\x0fmanage_ifupdown\x18\x8e\x01 \x01(\bR\x0emanageIfupdown\"\xa7\x01\n" +
 	"\x05Check\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.kvmnet.v1.CheckKindR\x04kind\x12\x16\n" +
@@ -3021,13 +3076,14 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.kvmnet.v1.EventKindR\x04kind\x12\x1c\n" +
 	"\tinterface\x18\x03 \x01(\tR\tinterface\x12\x18\n" +
-	"\asummary\x18\x04 \x01(\tR\asummary*\xa0\x01\n" +
+	"\asummary\x18\x04 \x01(\tR\asummary*\xbc\x01\n" +
 	"\fNetworkStack\x12\x1d\n" +
 	"\x19NETWORK_STACK_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12NETWORK_STACK_NONE\x10\x01\x12!\n" +
 	"\x1dNETWORK_STACK_NETWORK_MANAGER\x10\x02\x12\x1a\n" +
 	"\x16NETWORK_STACK_NETWORKD\x10\x03\x12\x1a\n" +
-	"\x16NETWORK_STACK_IFUPDOWN\x10\x04*\xa7\x01\n" +
+	"\x16NETWORK_STACK_IFUPDOWN\x10\x04\x12\x1a\n" +
+	"\x15NETWORK_STACK_NETPLAN\x10\x8c\x01*\xa7\x01\n" +
 	"\fResolverMode\x12\x1d\n" +
 	"\x19RESOLVER_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESOLVER_MODE_FILE\x10\x01\x12\"\n" +
