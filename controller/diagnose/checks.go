@@ -200,7 +200,16 @@ func (gc *guestCtx) dnsFailure(n *nicCtx, r *kvmnetv1.CheckResult, gwOK bool) {
 		bip = n.net.BridgeIPv4()
 	}
 	bridgeFail := anyFailed(gc.check.bridge)
+	override := gc.dnsOverride(n)
 	switch {
+	case override != nil:
+		// Set by hand in the profile: replacing it is the user's call (consent flag), and the fix
+		// then resets exactly that.
+		why = fmt.Sprintf("NM profile %q sets DNS by hand (ipv4.dns %s, ignore-auto-dns %t) instead of the network's DNS server %s",
+			override.GetId(), orNone(strings.Join(override.GetIpv4Dns(), ",")), override.GetIpv4IgnoreAutoDns(), orNone(bip))
+		fix = gc.fixGuest(n) + " " + DNSResetFlag + " (replaces the profile's DNS by the network's, through its DHCP profile)"
+		evd = append(evd, ev("side", "guest"), ev("dns_override", true), ev("profile", override.GetId()), ev("profile_dns", override.GetIpv4Dns()),
+			ev("ignore_auto_dns", override.GetIpv4IgnoreAutoDns()))
 	case n.net != nil && servedByLibvirt(n.net) && bip != "" && len(servers) > 0 && !containsStr(servers, bip) && dns.GetMode() != kvmnetv1.ResolverMode_RESOLVER_MODE_SYSTEMD_RESOLVED:
 		why = fmt.Sprintf("the guest asks %s instead of the network's DNS server %s", strings.Join(servers, ","), bip)
 		fix = gc.fixGuest(n) + " (the DHCP profile takes DNS from the network)"
@@ -231,6 +240,24 @@ func (gc *guestCtx) dnsFailure(n *nicCtx, r *kvmnetv1.CheckResult, gwOK bool) {
 			r.GetCheck().GetTarget(), orNone(r.GetError()), why),
 		Fix: fix, Evidence: evd,
 	})
+}
+
+// DNSResetFlag is the guests fix flag that consents to replacing DNS set by hand in a profile.
+const DNSResetFlag = "--allow-dns-reset"
+
+// dnsOverride returns the profile active on n's interface when it sets DNS by hand (static servers
+// with DHCP's ignored, or static servers at all on a DHCP network), else nil.
+func (gc *guestCtx) dnsOverride(n *nicCtx) *kvmnetv1.Profile {
+	if n.iface == nil {
+		return nil
+	}
+	for _, p := range gc.st.GetNetworkManager().GetProfiles() {
+		if p.GetActive() && p.GetActiveDevice() == n.iface.GetName() && (p.GetIpv4IgnoreAutoDns() || len(p.GetIpv4Dns()) > 0) &&
+			p.GetIpv4Method() == "auto" {
+			return p
+		}
+	}
+	return nil
 }
 
 func containsStr(ss []string, s string) bool {

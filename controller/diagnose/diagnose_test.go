@@ -321,6 +321,17 @@ func cases() []tcase {
 			s.Guests[0].Checks[1] = result("dns-v4", dnsK, v4, "deb.debian.org", false, "i/o timeout")
 		}, codes: []Code{CodeGuestDNSFailure},
 			finding: &want{code: CodeGuestDNSFailure, sev: SeverityError, summary: []string{"asks 10.9.9.9 instead of the network's DNS server 192.168.122.1"}}},
+		{name: "guest_dns_failure: DNS set by hand in the active profile", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			gst(s).Dns.Servers = []string{"192.0.2.53"}
+			for _, p := range gst(s).NetworkManager.Profiles {
+				if p.Active {
+					p.Ipv4Dns, p.Ipv4IgnoreAutoDns = []string{"192.0.2.53"}, true
+				}
+			}
+			s.Guests[0].Checks[1] = result("dns-v4", dnsK, v4, "deb.debian.org", false, "i/o timeout")
+		}, codes: []Code{CodeGuestDNSFailure},
+			finding: &want{code: CodeGuestDNSFailure, sev: SeverityError, evidence: []string{"side=guest", "dns_override=true", "profile_dns=192.0.2.53", "ignore_auto_dns=true"},
+				summary: []string{"sets DNS by hand (ipv4.dns 192.0.2.53, ignore-auto-dns true)"}, fix: "--allow-dns-reset"}},
 		{name: "guest_dns_failure: no nameserver at all", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			gst(s).Dns.Servers = nil
 			s.Guests[0].Checks = nil

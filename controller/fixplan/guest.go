@@ -30,6 +30,9 @@ type GuestOptions struct {
 	MAC string
 	// AllowStaticToDHCP is the user's consent to replace a static address in the wrong subnet by DHCP.
 	AllowStaticToDHCP bool
+	// AllowDNSReset is the user's consent to replace DNS servers set by hand in a profile
+	// (ipv4.dns, ignore-auto-dns) by the network's, through the NIC's DHCP profile.
+	AllowDNSReset bool
 	// RollbackTimeout for the agent's checkpoint (0 = DefaultRollbackTimeout).
 	RollbackTimeout time.Duration
 	// CheckURLs are extra HTTP GET targets the guest must reach before the fix is confirmed.
@@ -155,6 +158,8 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 			plan.HostSide = append(plan.HostSide, f)
 		case fixer == diagnose.FixerGuestIPv6:
 			disableIPv6 = true
+		case f.Code == diagnose.CodeGuestDNSFailure && slices.Contains(f.Evidence, "dns_override=true") && !opts.AllowDNSReset:
+			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "DNS is set by hand in the guest's profile (ipv4.dns / ignore-auto-dns), perhaps on purpose: rerun with " + diagnose.DNSResetFlag + " to use the network's DNS server through the NIC's DHCP profile"})
 		case f.Code == diagnose.CodeGuestStaticWrongSubnet && !opts.AllowStaticToDHCP:
 			plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: "a static address is the user's choice: rerun with --allow-static-to-dhcp to switch this NIC to DHCP"})
 		case fixer == diagnose.FixerGuestDHCP:

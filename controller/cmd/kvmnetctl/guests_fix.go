@@ -71,6 +71,7 @@ are named, with ` + "`kvmnetctl host fix`" + ` as the way to repair them.`,
 	f.StringSliceVar(&o.CheckURLs, "check-url", nil, "URL the guest must fetch with HTTP GET before the fix is confirmed (repeatable)")
 	f.StringVar(&o.CheckDNSName, "check-name", checks.DefaultName, "host name the guest must resolve through its resolver")
 	f.BoolVar(&o.AllowStaticToDHCP, "allow-static-to-dhcp", false, "consent to replace a static address in the wrong subnet by DHCP")
+	f.BoolVar(&o.AllowDNSReset, "allow-dns-reset", false, "consent to replace DNS servers set by hand in a profile (ipv4.dns, ignore-auto-dns) by the network's")
 	return cmd
 }
 
