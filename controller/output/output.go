@@ -20,8 +20,11 @@ type Format string
 // Formats.
 const (
 	FormatTable Format = "table"
-	FormatJSON  Format = "json"
-	FormatYAML  Format = "yaml"
+	// FormatWide is the table with every column (kubectl's -o wide); commands without extra columns
+	// print their table.
+	FormatWide Format = "wide"
+	FormatJSON Format = "json"
+	FormatYAML Format = "yaml"
 )
 
 // Structured reports whether f is for programs (JSON, YAML): commands then keep their human text
@@ -31,10 +34,10 @@ func (f Format) Structured() bool { return f == FormatJSON || f == FormatYAML }
 // ParseFormat checks a -o value.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(s)); f {
-	case FormatTable, FormatJSON, FormatYAML:
+	case FormatTable, FormatWide, FormatJSON, FormatYAML:
 		return f, nil
 	}
-	return "", fmt.Errorf("output format %q: want table, json or yaml", s)
+	return "", fmt.Errorf("output format %q: want table, wide, json or yaml", s)
 }
 
 // Table is a value that renders as rows under headers.

@@ -68,11 +68,22 @@ func worse(a, b diagnose.Severity) diagnose.Severity {
 	return a
 }
 
-// WriteStatus renders the `guests status` table: one line per guest NIC, the findings with their
-// fixes, and a summary line.
-func WriteStatus(w io.Writer, r diagnose.Report, pal Palette) error {
-	headers := []string{"DOMAIN", "STATE", "MAC", "NETWORK", "VNET", "GUEST-IF", "STACK", "GUEST-IPV4", "LEASE", "AGENT", "IPV6", "APT-IPV4", "CHECKS", "FINDINGS"}
+// StatusWidth is the width the default `guests status` table keeps to: the FINDINGS column gets
+// what the other columns leave (the findings are listed in full under the table).
+const StatusWidth = 120
+
+// WriteStatus renders the `guests status` table, the findings with their fixes, and a summary line.
+// The default table has one line per guest NIC with DOMAIN, NIC, NETWORK, GUEST-IF, IPV4, LEASE,
+// AGENT and FINDINGS and fits StatusWidth columns for names of usual length; wide adds the domain
+// state, the bridge, the tap, the guest's network stack, the agent's transport, IPv6, apt's IPv4 setting and the checks, and
+// lists every code.
+func WriteStatus(w io.Writer, r diagnose.Report, pal Palette, wide bool) error {
+	headers := []string{"DOMAIN", "NIC", "NETWORK", "GUEST-IF", "IPV4", "LEASE", "AGENT", "FINDINGS"}
+	if wide {
+		headers = []string{"DOMAIN", "STATE", "MAC", "NETWORK", "VNET", "GUEST-IF", "STACK", "GUEST-IPV4", "LEASE", "AGENT", "IPV6", "APT-IPV4", "CHECKS", "FINDINGS"}
+	}
 	var rows [][]string
+	var codes [][]string
 	var worst []diagnose.Severity
 	nics := 0
 	for _, row := range statusRows(r) {
@@ -80,27 +91,54 @@ func WriteStatus(w io.Writer, r diagnose.Report, pal Palette) error {
 		if n.MAC != "" {
 			nics++
 		}
-		network := n.Network
-		if network == "" {
-			network = n.Bridge
-		} else if n.Bridge != "" {
-			network += "(" + n.Bridge + ")"
-		}
 		lease := n.LeaseIPv4
 		if n.LeaseSource == "neighbour" {
 			lease += " (arp)"
 		}
-		codes := "ok"
+		cs := []string{"ok"}
 		if len(row.codes) > 0 {
-			var cs []string
+			cs = cs[:0]
 			for _, c := range row.codes {
-				cs = append(cs, string(c))
+				cs = append(cs, Sanitize(string(c)))
 			}
-			codes = strings.Join(cs, ",")
 		}
-		rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname), Dash(n.Stack),
-			Dash(strings.Join(n.GuestIPv4, ",")), Dash(lease), row.agent, Dash(n.IPv6), Dash(n.AptIPv4), Dash(n.Checks), codes})
+		if wide {
+			network := n.Network
+			if network == "" {
+				network = n.Bridge
+			} else if n.Bridge != "" {
+				network += "(" + n.Bridge + ")"
+			}
+			rows = append(rows, []string{row.guest.Name, row.guest.State, Dash(string(n.MAC)), Dash(network), Dash(n.Vnet), Dash(n.GuestIfname), Dash(n.Stack),
+				Dash(strings.Join(n.GuestIPv4, ",")), Dash(lease), row.agent, Dash(n.IPv6), Dash(n.AptIPv4), Dash(n.Checks), strings.Join(cs, ",")})
+		} else {
+			network := n.Network
+			if network == "" {
+				network = n.Bridge
+			}
+			agent := row.agent
+			if i := strings.LastIndex(agent, "/"); i >= 0 {
+				agent = agent[i+1:] // the transport is in -o wide
+			}
+			rows = append(rows, []string{row.guest.Name, Dash(string(n.MAC)), Dash(network), Dash(n.GuestIfname),
+				Dash(strings.Join(n.GuestIPv4, ",")), Dash(lease), agent, ""})
+		}
+		codes = append(codes, cs)
 		worst = append(worst, row.worst)
+	}
+	if !wide {
+		// Every column but the last is as wide as its widest cell plus two spaces.
+		used := 0
+		for c := 0; c < len(headers)-1; c++ {
+			width := len([]rune(headers[c]))
+			for _, row := range rows {
+				width = max(width, len([]rune(Sanitize(row[c]))))
+			}
+			used += width + 2
+		}
+		for i := range rows {
+			rows[i][len(headers)-1] = fitCodes(codes[i], StatusWidth-used)
+		}
 	}
 	var b strings.Builder
 	last := len(headers) - 1
@@ -224,4 +262,29 @@ func WriteHostCheck(w io.Writer, r diagnose.Report, pal Palette) error {
 	fmt.Fprintf(&b, "%s: %s\n", Plural(len(r.Networks), "network", "networks"), countLine(fs))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fitCodes joins codes with commas within width runes: the codes that fit, then "+N" for the rest
+// (at least the first code is named, cut with "…" if even it does not fit).
+func fitCodes(codes []string, width int) string {
+	all := strings.Join(codes, ",")
+	if len([]rune(all)) <= width {
+		return all
+	}
+	for n := len(codes) - 1; n >= 1; n-- {
+		s := strings.Join(codes[:n], ",") + fmt.Sprintf(" +%d", len(codes)-n)
+		if len([]rune(s)) <= width {
+			return s
+		}
+	}
+	more := ""
+	if len(codes) > 1 {
+		more = fmt.Sprintf(" +%d", len(codes)-1)
+	}
+	first := []rune(codes[0])
+	keep := max(width-len([]rune(more))-1, 8)
+	if keep < len(first) {
+		return string(first[:keep]) + "…" + more
+	}
+	return string(first) + more
 }

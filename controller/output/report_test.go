@@ -50,7 +50,8 @@ func TestReportGolden(t *testing.T) {
 		name  string
 		write func(*bytes.Buffer, Palette) error
 	}{
-		{"status", func(b *bytes.Buffer, p Palette) error { return WriteStatus(b, r, p) }},
+		{"status", func(b *bytes.Buffer, p Palette) error { return WriteStatus(b, r, p, false) }},
+		{"status_wide", func(b *bytes.Buffer, p Palette) error { return WriteStatus(b, r, p, true) }},
 		{"hostcheck", func(b *bytes.Buffer, p Palette) error { return WriteHostCheck(b, r, p) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,7 +109,10 @@ func FuzzStatusTable(f *testing.F) {
 				Findings: []diagnose.Finding{{Code: diagnose.Code(s), Severity: diagnose.Severity(s), Subject: s, Summary: s, Fix: s}}}},
 		}
 		var b bytes.Buffer
-		if err := WriteStatus(&b, r, NewPalette(false)); err != nil {
+		if err := WriteStatus(&b, r, NewPalette(false), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteStatus(&b, r, NewPalette(false), false); err != nil {
 			t.Fatal(err)
 		}
 		if err := WriteHostCheck(&b, r, NewPalette(false)); err != nil {
@@ -118,4 +122,37 @@ func FuzzStatusTable(f *testing.F) {
 			t.Fatalf("%s in\n%q", u, b.String())
 		}
 	})
+}
+
+// TestStatusFits120: the default table of the golden report (long codes, five NICs) keeps to
+// StatusWidth columns; -o wide does not try to.
+func TestStatusFits120(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteStatus(&b, goldenReport(t), NewPalette(false), false); err != nil {
+		t.Fatal(err)
+	}
+	table := strings.SplitN(b.String(), "\n\n", 2)[0]
+	for _, l := range strings.Split(table, "\n") {
+		if n := len([]rune(l)); n > StatusWidth {
+			t.Errorf("%d columns: %s", n, l)
+		}
+	}
+}
+
+func TestFitCodes(t *testing.T) {
+	codes := []string{"guest_no_ipv4", "guest_profile_wrong_interface", "ufw_routed_blocked"}
+	for _, tc := range []struct {
+		width int
+		want  string
+	}{
+		{100, "guest_no_ipv4,guest_profile_wrong_interface,ufw_routed_blocked"},
+		{50, "guest_no_ipv4,guest_profile_wrong_interface +1"},
+		{20, "guest_no_ipv4 +2"},
+		{12, "guest_no… +2"},
+		{0, "guest_no… +2"},
+	} {
+		if got := fitCodes(codes, tc.width); got != tc.want {
+			t.Errorf("fitCodes(%d) = %q, want %q", tc.width, got, tc.want)
+		}
+	}
 }

@@ -54,6 +54,7 @@ func TestCLIGolden(t *testing.T) {
 		code int
 	}{
 		{"guests_status", []string{"guests", "status", "vm1", "vm2", "vm4", "-c", uri, "--timeout", "6s"}, ExitFindings},
+		{"guests_status_wide", []string{"guests", "status", "vm1", "vm2", "vm4", "-c", uri, "--timeout", "6s", "-o", "wide"}, ExitFindings},
 		{"host_check", []string{"host", "check", "-c", uri, "--timeout", "6s"}, ExitOK},
 		{"agent_state", []string{"agent", "state", "--addr", agent}, ExitOK},
 		{"guests_fix_dry_run", []string{"guests", "fix", "vm1", "-c", fixURI, "--timeout", "6s", "--dry-run"}, ExitOK},

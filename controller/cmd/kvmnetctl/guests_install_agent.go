@@ -123,7 +123,7 @@ func runInstallAgent(ctx context.Context, g *Globals, human io.Writer, rend *out
 	}
 	// The installation succeeded: the guest's own findings (its network may still be broken: that is
 	// what guests fix is for now) do not change the exit status.
-	return output.WriteStatus(g.Stdout, r, rend.Palette())
+	return output.WriteStatus(g.Stdout, r, rend.Palette(), rend.Format() == output.FormatWide)
 }
 
 // progressBar draws the upload's progress: a bar redrawn in place on a terminal, a line per 25%

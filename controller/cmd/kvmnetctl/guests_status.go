@@ -31,7 +31,7 @@ func newGuestsStatusCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			if !rend.Format().Structured() {
-				err = output.WriteStatus(g.Stdout, r, rend.Palette())
+				err = output.WriteStatus(g.Stdout, r, rend.Palette(), rend.Format() == output.FormatWide)
 			} else {
 				err = rend.Render(r)
 			}

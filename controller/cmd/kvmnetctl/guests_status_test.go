@@ -239,14 +239,21 @@ func TestGuestsStatusCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status vm1: exit %d: %s\n%s", code, errs, out)
 	}
-	for _, s := range []string{"DOMAIN", "vm1", "52:54:00:00:00:01", "default(virbr0)", "enp1s0", "192.168.122.50/24",
-		"virtio-serial/ok", "1 guest, 1 NIC: 1 healthy, 0 unhealthy"} {
+	for _, s := range []string{"DOMAIN", "vm1", "52:54:00:00:00:01", "default", "enp1s0", "192.168.122.50/24",
+		"1 guest, 1 NIC: 1 healthy, 0 unhealthy"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}
 	}
 	if strings.Contains(out, "\x1b[") || strings.Contains(out, "vm2") {
 		t.Errorf("colour on a non-terminal, or an unselected guest:\n%s", out)
+	}
+	// -o wide adds the bridge, the agent's transport and the checks.
+	out, _, _ = runCLI(t, nil, "guests", "status", "vm1", "-c", uri, "--timeout", "6s", "-o", "wide")
+	for _, s := range []string{"default(virbr0)", "virtio-serial/ok", "gw=ok dns=ok dnsmasq=ok egress=ok"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("wide table lacks %q:\n%s", s, out)
+		}
 	}
 
 	// YAML has the same keys.

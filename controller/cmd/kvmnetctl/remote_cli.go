@@ -166,7 +166,7 @@ func runRemote(cmd *cobra.Command, args []string, g *Globals, rf *remoteFlags) e
 	case cmd.CommandPath() == "kvmnetctl host check":
 		err = output.WriteHostCheck(g.Stdout, r, rend.Palette())
 	default:
-		err = output.WriteStatus(g.Stdout, r, rend.Palette())
+		err = output.WriteStatus(g.Stdout, r, rend.Palette(), rend.Format() == output.FormatWide)
 	}
 	if err != nil {
 		return err

@@ -104,10 +104,10 @@ func newRootCmd(g *Globals) *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.Connect, "connect", "c", uri, "libvirt URI (from $LIBVIRT_DEFAULT_URI, else "+DefaultURI+")")
-	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, json or yaml")
+	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, wide (every column), json or yaml")
 	pf.DurationVar(&g.Timeout, "timeout", 10*time.Second, "time limit for talking to libvirt and agents")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
-		[]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+		[]string{"table", "wide", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(newVersionCmd(g))
 	root.AddCommand(newAgentCmd(g))
