@@ -601,13 +601,15 @@ func (gc *guestCtx) guestNIC(n *nicCtx) {
 		if n.net != nil && servedByLibvirt(n.net) && !n.net.HasDHCP() {
 			sev = SeverityWarning // network_dhcp_missing is the cause
 		}
-		gc.addNIC(n, Finding{
-			Code: CodeGuestNoIPv4, Severity: sev,
-			Summary: fmt.Sprintf("%s (%s, %s) has no IPv4 address; libvirt lease: %s; NM profiles for it: %s",
-				it.GetName(), n.nic.MAC, it.GetOperState(), leaseStr(n.lease), describeProfiles(profs)),
-			Fix:      gc.fixGuest(n) + fmt.Sprintf(" (creates kvm-dhcp-%s: ipv4.method auto, bound to MAC %s)", it.GetName(), n.nic.MAC),
-			Evidence: base,
-		})
+		summary := fmt.Sprintf("%s (%s, %s) has no IPv4 address; libvirt lease: %s; NM profiles for it: %s",
+			it.GetName(), n.nic.MAC, it.GetOperState(), leaseStr(n.lease), describeProfiles(profs))
+		fix := gc.fixGuest(n) + fmt.Sprintf(" (creates kvm-dhcp-%s: ipv4.method auto, bound to MAC %s)", it.GetName(), n.nic.MAC)
+		if strings.Contains(it.GetStackDetail(), "udev=pending") {
+			// A NIC hot-plugged moments ago: NetworkManager takes it over once udev has initialised it.
+			summary = fmt.Sprintf("%s (%s) is new and not yet managed by NetworkManager (udev has not initialised it yet), so it has no IPv4 address yet", it.GetName(), n.nic.MAC)
+			fix = gc.fixGuest(n) + " (waits up to 30 s for NetworkManager to take the NIC over, then creates its DHCP profile)"
+		}
+		gc.addNIC(n, Finding{Code: CodeGuestNoIPv4, Severity: sev, Summary: summary, Fix: fix, Evidence: base})
 		return
 	}
 	if it.GetOperState() == "down" {

@@ -60,7 +60,10 @@ func wantSeries(t *testing.T, m map[string]string, pattern, value string) {
 // (SIGSTOP by PID) is kvmnet_guest_timed_out 1 while the collection still ends within its budget.
 func TestExporterLab(t *testing.T) {
 	ctx := context.Background()
-	m, took := scrapeTextfile(t, ctx)
+	// TCG guests on a shared 2-core machine answer GetState + checks in seconds right after boot: a
+	// generous per-guest timeout for the healthy and broken cases (the hung case sets its own).
+	slow := []string{"--guest-timeout", "20s", "--timeout", "30s"}
+	m, took := scrapeTextfile(t, ctx, slow...)
 	t.Logf("healthy lab: exporter --textfile took %s, %d series", took, len(m))
 	wantSeries(t, m, `kvmnet_up`, "1")
 	for _, g := range []string{g1, g2} {
@@ -71,13 +74,18 @@ func TestExporterLab(t *testing.T) {
 	wantSeries(t, m, `kvmnet_guest_nic_info\{bridge="virbr0",domain="g1",guest_ifname="enp1s0",mac="[0-9a-f:]+",network="default",target_device="vnet\d+"\}`, "1")
 	wantSeries(t, m, `kvmnet_guest_nic_info\{bridge="virbr0",domain="g2",guest_ifname="ens3",mac="[0-9a-f:]+",network="default",target_device="vnet\d+"\}`, "1")
 	wantSeries(t, m, `kvmnet_network_active\{network="default"\}`, "1")
+	if t.Failed() {
+		// What guests status says about the same guests (the exposition carries no error text).
+		_, res, _ := lab.Status(ctx)
+		t.Logf("guests status for comparison:\n%s", tail(res.Stdout, 3000))
+	}
 
 	// Broken: g1's link set down on the host side.
 	if res := lab.Script(ctx, "fault", "nic_link_down", "inject", g1); res.Code != 0 {
 		t.Fatalf("inject nic_link_down: %s", res)
 	}
 	t.Cleanup(func() { lab.Script(context.Background(), "fault", "nic_link_down", "undo", g1) })
-	m, _ = scrapeTextfile(t, ctx)
+	m, _ = scrapeTextfile(t, ctx, slow...)
 	wantSeries(t, m, `kvmnet_finding\{code="guest_nic_link_down",domain="g1",mac="[0-9a-f:]+",network="default",severity="error"\}`, "1")
 	wantSeries(t, m, `kvmnet_guest_healthy\{domain="g1"\}`, "0")
 	wantSeries(t, m, `kvmnet_guest_agent_reachable\{domain="g2",transport="virtio-serial"\}`, "1")
