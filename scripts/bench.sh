@@ -17,6 +17,9 @@ trap 'rm -f "$raw"' EXIT
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 go test -run='^$' -timeout 30m -bench='StatusFanout|StatusHungGuest|VirshBaseline|AgentFootprint|ExporterScrape' -benchtime=1x ./controller/perf/ | tee "$raw"
 go test -run='^$' -timeout 10m -bench='RPC$' -benchtime="${BENCH_RPC_N:-3000}x" ./controller/perf/ | tee -a "$raw"
+# Diagnosis budget under a hostile guest (target < 50 MiB, < 1 s): the worst GetState reply under the
+# 4 MiB message cap (200,000 interfaces, 100,000 profiles), bounded at collection, then diagnosed.
+go test -run='^$' -timeout 10m -bench='WorstReply' -benchmem -benchtime=5x ./controller/collect/ | tee -a "$raw"
 grep -q '^ok' "$raw" || { echo "bench: a benchmark failed" >&2; exit 1; }
 
 # metric NAME LINE: the value before unit NAME on a benchmark line.

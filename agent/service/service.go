@@ -131,6 +131,7 @@ type Service struct {
 	applier *apply.Applier
 	hub     *hub
 	probe   *nmProbe
+	udev    apply.Udev
 	stateMu sync.Mutex // one GetState at a time shares the primed probe
 	closers []func() error
 }
@@ -233,6 +234,7 @@ func New(opts Options) (*Service, error) {
 	if s.o.Addrs == nil {
 		s.o.Addrs = apply.NetAddrs{}
 	}
+	s.udev = apply.UdevDB{Root: root}
 	if s.o.Records == nil {
 		sd := opts.Config.StateDir
 		if sd == "" {
@@ -316,6 +318,13 @@ func (s *Service) GetState(ctx context.Context, _ *kvmnetv1.GetStateRequest) (*k
 	stackErr := s.o.Stack.Annotate(ctx, st.Interfaces)
 	s.probe.unprime()
 	s.stateMu.Unlock()
+	for _, in := range st.Interfaces {
+		// Unmanaged only because udev has not initialised it yet (hot-plugged moments ago): said so,
+		// as Apply waits for it.
+		if strings.Contains(in.GetStackDetail(), "nm_managed=false") && s.udev.Pending(in.GetName()) {
+			in.StackDetail += " udev=pending"
+		}
+	}
 	wg.Wait()
 	for _, e := range []struct {
 		what string

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/kvmnet/kvmnet/controller/access"
+	"github.com/kvmnet/kvmnet/controller/sockaccess"
 )
 
 // DefaultTmpfiles is the tmpfiles.d file kvmnetctl writes so the channel directory keeps its owner and
@@ -23,10 +23,10 @@ const ManagedHeader = "# managed by kvmnet (kvmnetctl guests enable-channel); ed
 type DirOptions struct {
 	// Dir is the channel directory. Default DefaultDir.
 	Dir string
-	// QEMU is the user and group QEMU runs as (access.QEMUUser).
-	QEMU access.QEMUIdentity
+	// QEMU is the user and group QEMU runs as (sockaccess.QEMUUser).
+	QEMU sockaccess.QEMUIdentity
 	// Accounts resolve names for the traversal check.
-	Accounts access.Accounts
+	Accounts sockaccess.Accounts
 	// Tmpfiles is the tmpfiles.d file to write. Default DefaultTmpfiles; "-" writes none.
 	Tmpfiles string
 }
@@ -103,13 +103,13 @@ func PrepareDir(o DirOptions) (DirResult, error) {
 			return res, fmt.Errorf("channel directory %s: chmod 0700: %w", o.Dir, err)
 		}
 		res.Actions = append(res.Actions, "chmod")
-		ev = append(ev, "was_mode="+access.FormatMode(fi.Mode()))
+		ev = append(ev, "was_mode="+sockaccess.FormatMode(fi.Mode()))
 	}
-	chain, err := access.Inspector{}.Chain(o.Dir)
+	chain, err := sockaccess.Inspector{}.Chain(o.Dir)
 	if err != nil {
 		return res, err
 	}
-	if ok, blocker := access.CanSearch(chain, o.Accounts, o.QEMU.User); !ok && o.QEMU.UID != 0 {
+	if ok, blocker := sockaccess.CanSearch(chain, o.Accounts, o.QEMU.User); !ok && o.QEMU.UID != 0 {
 		return res, fmt.Errorf("channel directory %s: QEMU's user %s cannot reach it (blocked at %s): "+
 			"give the parent directories search permission (chmod o+x) or choose another --dir",
 			o.Dir, o.QEMU.User, blocker)
@@ -130,7 +130,7 @@ func PrepareDir(o DirOptions) (DirResult, error) {
 }
 
 // TmpfilesContent is the tmpfiles.d entry for the channel directory owned by id.
-func TmpfilesContent(dir string, id access.QEMUIdentity) string {
+func TmpfilesContent(dir string, id sockaccess.QEMUIdentity) string {
 	user, group := id.User, id.Group
 	if strings.HasPrefix(user, "uid:") {
 		user = strconv.FormatUint(uint64(id.UID), 10)
@@ -144,7 +144,7 @@ func TmpfilesContent(dir string, id access.QEMUIdentity) string {
 		"d " + dir + " 0700 " + user + " " + group + " -\n"
 }
 
-func writeTmpfiles(path, dir string, id access.QEMUIdentity) (bool, error) {
+func writeTmpfiles(path, dir string, id sockaccess.QEMUIdentity) (bool, error) {
 	want := TmpfilesContent(dir, id)
 	old, err := os.ReadFile(path)
 	switch {
@@ -188,17 +188,17 @@ type LocalOptions struct {
 }
 
 // LocalPreparer returns the PrepareFunc for a libvirt on this host: it finds QEMU's user
-// (access.QEMUUser) and runs PrepareDir with it.
+// (sockaccess.QEMUUser) and runs PrepareDir with it.
 func LocalPreparer(o LocalOptions) PrepareFunc {
 	return func(dir string) (DirResult, error) {
 		if o.AccountsDir == "" {
 			o.AccountsDir = "/etc"
 		}
-		acc, err := access.ReadAccounts(o.AccountsDir)
+		acc, err := sockaccess.ReadAccounts(o.AccountsDir)
 		if err != nil {
 			return DirResult{}, fmt.Errorf("channel directory: %w", err)
 		}
-		id, err := access.QEMUUser(access.QEMUSources{QEMUConf: o.QEMUConf, Accounts: acc})
+		id, err := sockaccess.QEMUUser(sockaccess.QEMUSources{QEMUConf: o.QEMUConf, Accounts: acc})
 		if err != nil {
 			return DirResult{}, fmt.Errorf("channel directory: %w", err)
 		}

@@ -7,15 +7,15 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/kvmnet/kvmnet/controller/access"
+	"github.com/kvmnet/kvmnet/controller/sockaccess"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
 
-var testQEMU = access.QEMUIdentity{User: "libvirt-qemu", Group: "kvm", UID: 64055, GID: 107, Source: "qemu.conf"}
+var testQEMU = sockaccess.QEMUIdentity{User: "libvirt-qemu", Group: "kvm", UID: 64055, GID: 107, Source: "qemu.conf"}
 
-var testAcc = access.Accounts{
-	Users:  []access.User{{Name: "root"}, {Name: "libvirt-qemu", UID: 64055, GID: 108}},
-	Groups: []access.Group{{Name: "root"}, {Name: "kvm", GID: 107, Members: []string{"libvirt-qemu"}}},
+var testAcc = sockaccess.Accounts{
+	Users:  []sockaccess.User{{Name: "root"}, {Name: "libvirt-qemu", UID: 64055, GID: 108}},
+	Groups: []sockaccess.Group{{Name: "root"}, {Name: "kvm", GID: 107, Members: []string{"libvirt-qemu"}}},
 }
 
 // openBase is a temporary directory every user can traverse (t.TempDir's parent is 0700).
@@ -115,7 +115,7 @@ func TestPrepareDir(t *testing.T) {
 }
 
 func TestTmpfilesContentNumericIDs(t *testing.T) {
-	got := TmpfilesContent("/d", access.QEMUIdentity{User: "uid:4242", Group: "gid:77", UID: 4242, GID: 77, Source: "process"})
+	got := TmpfilesContent("/d", sockaccess.QEMUIdentity{User: "uid:4242", Group: "gid:77", UID: 4242, GID: 77, Source: "process"})
 	if !strings.Contains(got, "d /d 0700 4242 77 -\n") {
 		t.Fatal(got)
 	}

@@ -5,7 +5,7 @@
 // The domain XML edit is pure text surgery (PlanChannel): the persistent XML is changed only where the
 // channel (or vsock device) is added or its <source> moved, so everything libvirt or the user wrote
 // stays byte for byte, and the change is shown as a unified diff (Diff). The channel directory
-// (/var/lib/kvmnet/channels, 0700, owned by the user QEMU runs as — found by controller/access, never
+// (/var/lib/kvmnet/channels, 0700, owned by the user QEMU runs as — found by controller/sockaccess, never
 // assumed) is made by PrepareDir, which also writes /etc/tmpfiles.d/kvmnet.conf so it survives reboots.
 // libvirt is reached only through the small Domains interface (controller/libvirt implements it).
 //

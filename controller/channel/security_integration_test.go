@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvmnet/kvmnet/controller/access"
 	"github.com/kvmnet/kvmnet/controller/channel"
-	"github.com/kvmnet/kvmnet/controller/channel/lvdomains"
+	"github.com/kvmnet/kvmnet/controller/channel/libvirtdomains"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
+	"github.com/kvmnet/kvmnet/controller/sockaccess"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
 
@@ -185,20 +185,20 @@ func TestChannelSocketExposureStockQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = src.Close() }()
-	doms := lvdomains.Adapter{Src: src}
+	doms := libvirtdomains.Adapter{Src: src}
 
-	acc, err := access.ReadAccounts("/etc")
+	acc, err := sockaccess.ReadAccounts("/etc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	qemu, err := access.QEMUUser(access.QEMUSources{QEMUConf: qemuConf, Accounts: acc})
+	qemu, err := sockaccess.QEMUUser(sockaccess.QEMUSources{QEMUConf: qemuConf, Accounts: acc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if qemu.User != "libvirt-qemu" || qemu.Group != "kvm" || qemu.Source != "qemu.conf" {
 		t.Fatalf("QEMU identity = %+v, want libvirt-qemu:kvm from qemu.conf", qemu)
 	}
-	in := access.Inspector{Root: fmt.Sprintf("/proc/%d/root", lv.HolderPID()), Trusted: []string{qemu.User}}
+	in := sockaccess.Inspector{Root: fmt.Sprintf("/proc/%d/root", lv.HolderPID()), Trusted: []string{qemu.User}}
 
 	const vm = "pksec"
 	xmlPath := filepath.Join(base, vm+".xml")
@@ -226,7 +226,7 @@ func TestChannelSocketExposureStockQEMU(t *testing.T) {
 	}
 	members, ok := accBefore.Groups["kvm"]
 	if !ok || !contains(members, testUser) {
-		t.Fatalf("finding does not name group kvm with %s: %s (who: %s)", testUser, jsBefore, access.Who(accBefore))
+		t.Fatalf("finding does not name group kvm with %s: %s (who: %s)", testUser, jsBefore, sockaccess.Who(accBefore))
 	}
 	if accBefore.Mode != "srwxrwxr-x" || accBefore.Owner != "libvirt-qemu" || accBefore.Group != "kvm" {
 		t.Fatalf("socket is %s %s %s, lab notes measured srwxrwxr-x libvirt-qemu kvm", accBefore.Mode, accBefore.Owner, accBefore.Group)
@@ -271,7 +271,7 @@ func TestChannelSocketExposureStockQEMU(t *testing.T) {
 	}
 	jsAfter, _ := json.MarshalIndent(accAfter, "", "  ")
 	t.Logf("AFTER\n%s%s%s", lsAfter, lsDirAfter, jsAfter)
-	if accAfter.Exposed() || access.Who(accAfter) != "root only" {
+	if accAfter.Exposed() || sockaccess.Who(accAfter) != "root only" {
 		t.Fatalf("still exposed after the fix: %s", jsAfter)
 	}
 	r := connectAs(t, lv, helper, testUser, after)

@@ -72,7 +72,7 @@ func (f FirewallFunc) Firewall(ctx context.Context, in FirewallInput) (snapshot.
 }
 
 // ChannelAccessSource sets Domain.ChannelAccess for the domains whose kvmnet channel socket it can
-// inspect (controller/access.Inspector satisfies it).
+// inspect (controller/sockaccess.Inspector satisfies it).
 type ChannelAccessSource interface {
 	FillChannelAccess(doms []snapshot.Domain) error
 }

@@ -5,7 +5,7 @@
 //
 // It talks to the world only through the small interfaces of this package (LibvirtSource,
 // HostNetSource, FirewallSource, ChannelAccessSource, AgentDialer); the real implementations live in
-// controller/libvirt, controller/hostnet, controller/firewall, controller/access and
+// controller/libvirt, controller/hostnet, controller/firewall, controller/sockaccess and
 // controller/agentclient and are wired by the CLI. It must never import those adapters (no cgo here),
 // controller/diagnose, or the CLI.
 package collect

@@ -131,6 +131,7 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 			errs = append(errs, disconnectedOr(ep, fmt.Errorf("GetState: %w", err)))
 			continue
 		}
+		BoundState(st)
 		g.Latency, g.State, g.Reachable, g.Error = time.Since(t0), st, true, ""
 		if c.opts.Checks {
 			cs := checks.Status(st, dom, nets, c.opts.Targets, remaining(ctx))
@@ -139,6 +140,7 @@ func (c *Collector) query(ctx context.Context, dom snapshot.Domain, eps []Endpoi
 				if err != nil {
 					g.Error = fmt.Sprintf("RunChecks: %v", err)
 				} else {
+					Bound(resp)
 					g.Checks = resp.GetResults()
 				}
 			}

@@ -193,13 +193,21 @@ func (d *diag) bridgedFlows(fw snapshot.Firewall) {
 		if strings.HasSuffix(sysctl, "=unknown") {
 			sysctl = snapshot.BridgeNFCallIPTables + " (not read; assumed 1)"
 		}
+		fix := fmt.Sprintf("kvmnetctl host fix --only bridge_netfilter_drop (inserts -i %s -o %s -m physdev --physdev-is-bridged -j ACCEPT into %s: only frames bridged on %s, the rest of the FORWARD policy stays); "+
+			"or --bridge-nf-off (sets %s=0 now and in /etc/sysctl.d: no iptables/nft ip rule filters any bridged frame any more, Docker's bridge isolation included, and dockerd sets it back to 1 when it starts)",
+			f.HostBridge, f.HostBridge, acceptChain(f, fw), f.HostBridge, snapshot.BridgeNFCallIPTables)
+		if f.Backend == "nftables" {
+			// An iptables accept cannot override another table's drop: the accept goes into the native
+			// base chain itself, by hand (persist it in the file that defines the table).
+			fix = fmt.Sprintf("nft insert rule %s iifname %q oifname %q accept (frames bridged on %s; persist it where that table is defined), "+
+				"or turn bridge netfilter off: sysctl -w %s=0 and the same line in /etc/sysctl.d (no bridged frame is filtered any more; dockerd turns it back on)",
+				nftBaseChain(f), f.HostBridge, f.HostBridge, f.HostBridge, snapshot.BridgeNFCallIPTables)
+		}
 		d.addBridged(f.HostBridge, Finding{
 			Code: CodeBridgeNetfilterDrop, Severity: SeverityError, Subject: subjectHost, Network: f.Network, Domain: f.Domain, MAC: f.MAC,
 			Summary: fmt.Sprintf("bridged frames of %s on host bridge %s pass the IP forward hook (%s) and %s in %s %ss them: %s (%s)",
 				strings.Join(doms, ", "), f.HostBridge, sysctl, decidedBy(f, fw), f.Chain, f.Verdict, f.Rule, f.Description),
-			Fix: fmt.Sprintf("kvmnetctl host fix --only bridge_netfilter_drop (inserts -i %s -o %s -m physdev --physdev-is-bridged -j ACCEPT into %s: only frames bridged on %s, the rest of the FORWARD policy stays); "+
-				"or --bridge-nf-off (sets %s=0 now and in /etc/sysctl.d: no iptables/nft ip rule filters any bridged frame any more, Docker's bridge isolation included, and dockerd sets it back to 1 when it starts)",
-				f.HostBridge, f.HostBridge, acceptChain(f, fw), f.HostBridge, snapshot.BridgeNFCallIPTables),
+			Fix: fix,
 			Evidence: append([]string{ev("bridge", f.HostBridge), ev("domains", doms), ev("sysctl", f.Sysctl), ev("physdev_in", f.PhysIn), ev("physdev_out", f.PhysOut),
 				ev("backends", fw.Backends), ev("docker", fw.Docker)}, flowEvidence(f)...),
 		})
@@ -280,4 +288,16 @@ func (d *diag) causeKey(n *nicCtx) string {
 		return bridgeKey(n.bridge)
 	}
 	return ""
+}
+
+// nftBaseChain is "FAMILY TABLE CHAIN" of the last nftables base chain the flow's trace entered
+// (where the deciding rule or policy sits, or the base chain that jumped to it).
+func nftBaseChain(f snapshot.Flow) string {
+	base := strings.TrimPrefix(f.Chain, "nftables ")
+	for _, l := range f.Trace {
+		if strings.HasPrefix(l, "nftables ") && strings.Contains(l, " (priority ") {
+			base = strings.TrimPrefix(l[:strings.Index(l, " (priority ")], "nftables ")
+		}
+	}
+	return base
 }

@@ -62,6 +62,15 @@ func bridgedCases() []tcase {
 			}
 		}, codes: []Code{CodeBridgeNetfilterDrop},
 			finding: &want{code: CodeBridgeNetfilterDrop, sev: SeverityError, summary: []string{"iptables-legacy (decided it; rules also in iptables-nft)"}, fix: "iptables-legacy DOCKER-USER"}},
+		{name: "bridge_netfilter_drop decided by native nftables: the accept goes into its base chain", base: healthyHostBridge, mutate: func(s *snapshot.Snapshot) {
+			s.Firewall.Backends = []string{"nftables"}
+			for i := range s.Firewall.Flows {
+				f := &s.Firewall.Flows[i]
+				f.Verdict, f.Backend, f.Chain, f.Rule = snapshot.VerdictDrop, "nftables", "nftables inet filter lan_only", "ip daddr != 10.0.0.0/8 drop"
+				f.Trace = []string{"nftables inet filter forward (priority 0)", "nftables inet filter forward: jump lan_only", "nftables inet filter lan_only: ip daddr != 10.0.0.0/8 drop"}
+			}
+		}, codes: []Code{CodeBridgeNetfilterDrop},
+			finding: &want{code: CodeBridgeNetfilterDrop, sev: SeverityError, fix: `nft insert rule inet filter forward iifname "br0" oifname "br0" accept`}},
 		{name: "same DROP with bridge-nf-call-iptables=0: no alarm", base: healthyHostBridge, mutate: func(s *snapshot.Snapshot) {
 			dockerDrop(s)
 			s.Host.BridgeNF.CallIPTables = false

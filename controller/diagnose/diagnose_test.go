@@ -332,6 +332,11 @@ func cases() []tcase {
 		}, codes: []Code{CodeGuestDNSFailure},
 			finding: &want{code: CodeGuestDNSFailure, sev: SeverityError, evidence: []string{"side=guest", "dns_override=true", "profile_dns=192.0.2.53", "ignore_auto_dns=true"},
 				summary: []string{"sets DNS by hand (ipv4.dns 192.0.2.53, ignore-auto-dns true)"}, fix: "--allow-dns-reset"}},
+		{name: "guest_no_ipv4: hot-plugged NIC not yet managed", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			it := gst(s).Interfaces[0]
+			it.Ipv4, it.Stack, it.StackDetail = nil, kvmnetv1.NetworkStack_NETWORK_STACK_NETWORK_MANAGER, "nm_device_state=Unmanaged nm_managed=false udev=pending"
+		}, codes: []Code{CodeGuestNoIPv4},
+			finding: &want{code: CodeGuestNoIPv4, sev: SeverityError, summary: []string{"not yet managed by NetworkManager"}, fix: "waits up to 30 s"}},
 		{name: "guest_dns_failure: no nameserver at all", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			gst(s).Dns.Servers = nil
 			s.Guests[0].Checks = nil

@@ -166,7 +166,7 @@ func ev(key string, value any) string {
 		if len(v) == 0 {
 			return key + "=none"
 		}
-		return key + "=" + strings.Join(v, ",")
+		return key + "=" + JoinMax(v, ",", MaxJoined)
 	case bool:
 		if v {
 			return key + "=true"
@@ -194,4 +194,16 @@ func Codes(fs []Finding) []Code {
 		out = append(out, f.Code)
 	}
 	return out
+}
+
+// MaxJoined is how many items of a guest-reported list a summary or evidence line names: the agent
+// may report hundreds of interfaces, and each profile's finding would repeat them all.
+const MaxJoined = 8
+
+// JoinMax joins the first max items with sep and says how many it left out ("a,b … and 3 more").
+func JoinMax(items []string, sep string, max int) string {
+	if len(items) <= max {
+		return strings.Join(items, sep)
+	}
+	return fmt.Sprintf("%s … and %d more", strings.Join(items[:max], sep), len(items)-max)
 }

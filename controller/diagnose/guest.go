@@ -558,14 +558,14 @@ func describeProfiles(ps []*kvmnetv1.Profile) string {
 	for _, p := range ps {
 		s := fmt.Sprintf("%q (ipv4.method=%s", p.GetId(), p.GetIpv4Method())
 		if len(p.GetIpv4Addresses()) > 0 {
-			s += " " + strings.Join(p.GetIpv4Addresses(), ",")
+			s += " " + JoinMax(p.GetIpv4Addresses(), ",", MaxJoined)
 		}
 		if p.GetActive() {
 			s += ", active"
 		}
 		parts = append(parts, s+")")
 	}
-	return strings.Join(parts, "; ")
+	return JoinMax(parts, "; ", MaxJoined)
 }
 
 func (gc *guestCtx) guestNIC(n *nicCtx) {
@@ -577,7 +577,7 @@ func (gc *guestCtx) guestNIC(n *nicCtx) {
 		gc.addNIC(n, Finding{
 			Code: CodeGuestNICNotSeen, Severity: SeverityError,
 			Summary: fmt.Sprintf("the guest has no interface with MAC %s (model %s); it has: %s",
-				n.nic.MAC, orNone(n.nic.Model), orNone(strings.Join(seen, " "))),
+				n.nic.MAC, orNone(n.nic.Model), orNone(JoinMax(seen, " ", MaxJoined))),
 			Fix:      fmt.Sprintf("give the NIC a model the guest has a driver for: virsh edit %s → <model type='virtio'/> (or e1000e), then reboot it", gc.dom.Name),
 			Evidence: []string{ev("model", n.nic.Model), ev("guest_interfaces", seen)},
 		})
@@ -601,13 +601,15 @@ func (gc *guestCtx) guestNIC(n *nicCtx) {
 		if n.net != nil && servedByLibvirt(n.net) && !n.net.HasDHCP() {
 			sev = SeverityWarning // network_dhcp_missing is the cause
 		}
-		gc.addNIC(n, Finding{
-			Code: CodeGuestNoIPv4, Severity: sev,
-			Summary: fmt.Sprintf("%s (%s, %s) has no IPv4 address; libvirt lease: %s; NM profiles for it: %s",
-				it.GetName(), n.nic.MAC, it.GetOperState(), leaseStr(n.lease), describeProfiles(profs)),
-			Fix:      gc.fixGuest(n) + fmt.Sprintf(" (creates kvm-dhcp-%s: ipv4.method auto, bound to MAC %s)", it.GetName(), n.nic.MAC),
-			Evidence: base,
-		})
+		summary := fmt.Sprintf("%s (%s, %s) has no IPv4 address; libvirt lease: %s; NM profiles for it: %s",
+			it.GetName(), n.nic.MAC, it.GetOperState(), leaseStr(n.lease), describeProfiles(profs))
+		fix := gc.fixGuest(n) + fmt.Sprintf(" (creates kvm-dhcp-%s: ipv4.method auto, bound to MAC %s)", it.GetName(), n.nic.MAC)
+		if strings.Contains(it.GetStackDetail(), "udev=pending") {
+			// A NIC hot-plugged moments ago: NetworkManager takes it over once udev has initialised it.
+			summary = fmt.Sprintf("%s (%s) is new and not yet managed by NetworkManager (udev has not initialised it yet), so it has no IPv4 address yet", it.GetName(), n.nic.MAC)
+			fix = gc.fixGuest(n) + " (waits up to 30 s for NetworkManager to take the NIC over, then creates its DHCP profile)"
+		}
+		gc.addNIC(n, Finding{Code: CodeGuestNoIPv4, Severity: sev, Summary: summary, Fix: fix, Evidence: base})
 		return
 	}
 	if it.GetOperState() == "down" {
@@ -737,7 +739,7 @@ func (gc *guestCtx) profiles() {
 		f := Finding{
 			Code: CodeGuestProfileWrongInterface, Severity: sev, Subject: SubjectGuest(gc.dom.Name, ""),
 			Summary: fmt.Sprintf("NM profile %q (ipv4.method=%s) is bound to %s, which does not exist in the guest (interfaces: %s): it never activates",
-				p.GetId(), p.GetIpv4Method(), bound, strings.Join(names, ", ")),
+				p.GetId(), p.GetIpv4Method(), bound, JoinMax(names, ", ", MaxJoined)),
 			Fix: gc.fixGuest(target) + " (removes it and creates a DHCP profile bound to the NIC's MAC)",
 			Evidence: []string{ev("profile", p.GetId()), ev("uuid", p.GetUuid()), ev("interface_name", p.GetInterfaceName()),
 				ev("profile_mac", p.GetMac()), ev("guest_interfaces", names)},

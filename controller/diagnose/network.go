@@ -701,6 +701,9 @@ func (d *diag) hostReport() HostReport {
 		v := h.IPForward
 		hr.IPForward = &v
 	}
+	if h.Read {
+		hr.BridgeNF = d.bridgeNFState()
+	}
 	hr.Firewall = FirewallReport{Read: fw.Read, Backend: fw.Backend, ForwardPolicy: fw.ForwardPolicy, Docker: fw.Docker}
 	if fw.Read {
 		switch {

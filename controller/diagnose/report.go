@@ -24,6 +24,9 @@ type HostReport struct {
 	Findings []Finding `json:"findings"`
 	// IPForward is net.ipv4.ip_forward; nil when unknown.
 	IPForward *bool `json:"ip_forward,omitempty"`
+	// BridgeNF says whether bridged frames meet the IP hooks, e.g.
+	// "net.bridge.bridge-nf-call-iptables=1" or "br_netfilter not loaded"; "" when the host was not read.
+	BridgeNF string `json:"bridge_nf,omitempty"`
 	// Uplink is the interface of the IPv4 default route.
 	Uplink string `json:"uplink,omitempty"`
 	// IPv6DefaultRoute is true when the host has an IPv6 default route.

@@ -37,7 +37,7 @@ type Fix struct {
 
 // Step is what happened to one command of a Fix.
 type Step struct {
-	// Command is the command.
+	// Command of the Fix this step ran (or found already applied).
 	Command Command `json:"command"`
 	// Ran is true when Argv ran.
 	Ran bool `json:"ran"`

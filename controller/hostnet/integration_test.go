@@ -15,7 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/libvirt/libvirtxml"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
@@ -130,10 +130,10 @@ func TestNetnsHost(t *testing.T) {
 				t.Errorf("HostPrefixes %v lacks %s", p, w)
 			}
 		}
-		if free, ev := lvxml.SubnetFree("10.77.0.0/16", p, nil); free {
+		if free, ev := libvirtxml.SubnetFree("10.77.0.0/16", p, nil); free {
 			t.Errorf("10.77.0.0/16 reported free: %s", ev)
 		}
-		if free, ev := lvxml.SubnetFree(lvxml.DefaultSubnet, p, nil); !free {
+		if free, ev := libvirtxml.SubnetFree(libvirtxml.DefaultSubnet, p, nil); !free {
 			t.Errorf("default subnet reported taken: %s", ev)
 		}
 	})
@@ -193,7 +193,7 @@ func TestLibvirtDnsmasq(t *testing.T) {
 	ns := testenv.NewNetns(t, "lv")
 	lvd := testenv.StartLibvirtd(t, ns, testenv.LibvirtdOptions{DefaultNetwork: testenv.DefaultNetworkDefined})
 	lvd.MustVirsh("net-start", "default")
-	n, err := lvxml.ParseNetworkXML(lvd.MustVirsh("net-dumpxml", "default"))
+	n, err := libvirtxml.ParseNetworkXML(lvd.MustVirsh("net-dumpxml", "default"))
 	if err != nil {
 		t.Fatal(err)
 	}

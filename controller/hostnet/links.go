@@ -213,7 +213,7 @@ func isDefault(rt *netlink.Route) bool {
 }
 
 // HostPrefixes returns every address (CIDR) and non-default route destination in the namespace: what a
-// new libvirt subnet must not overlap (see lvxml.SubnetFree).
+// new libvirt subnet must not overlap (see libvirtxml.SubnetFree).
 func (r *Reader) HostPrefixes() ([]string, error) {
 	addrs, err := r.cfg.Handle.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {

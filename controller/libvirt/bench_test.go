@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/libvirt/libvirtxml"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
@@ -23,7 +23,7 @@ func BenchmarkFill(b *testing.B) {
 			defer func() { _ = s.Close() }()
 			for i := range n {
 				x := strings.NewReplacer("default", fmt.Sprintf("n%d", i), "virbr0", fmt.Sprintf("vb%d", i),
-					"192.168.122.", fmt.Sprintf("10.%d.%d.", i/250, i%250)).Replace(lvxml.DefaultNetworkXML)
+					"192.168.122.", fmt.Sprintf("10.%d.%d.", i/250, i%250)).Replace(libvirtxml.DefaultNetworkXML)
 				if _, err := s.DefineNetwork(ctx, x); err != nil {
 					b.Fatal(err)
 				}

@@ -3,7 +3,7 @@
 // CID) — and performs the few libvirt mutations kvmnet's fixes need (define/start/autostart/restart a
 // network, define a domain, attach a device live).
 //
-// XML parsing lives in the pure subpackage lvxml. This package owns the connection: URI resolution
+// XML parsing lives in the pure subpackage libvirtxml. This package owns the connection: URI resolution
 // (-c, LIBVIRT_DEFAULT_URI, qemu:///system), qemu:///session detection, deadlines around calls that
 // libvirt does not bound itself, and errors that tell the user what to do.
 //

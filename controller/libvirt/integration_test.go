@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/libvirt/libvirtxml"
 	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
@@ -47,7 +47,7 @@ func TestRealLibvirtd(t *testing.T) {
 	})
 
 	t.Run("defined but inactive", func(t *testing.T) {
-		name, err := src.DefineNetwork(ctx, lvxml.DefaultNetworkXML)
+		name, err := src.DefineNetwork(ctx, libvirtxml.DefaultNetworkXML)
 		if err != nil || name != "default" {
 			t.Fatalf("DefineNetwork = %q, %v", name, err)
 		}
@@ -114,7 +114,7 @@ func TestRealLibvirtd(t *testing.T) {
 		}
 		// dnsmasq's status file (what libvirt reads) parses to the same lease.
 		status := lvd.MustNsenter("cat", "/var/lib/libvirt/dnsmasq/virbr0.status")
-		fromFile, err := lvxml.ParseDnsmasqStatus([]byte(status), 24, 64)
+		fromFile, err := libvirtxml.ParseDnsmasqStatus([]byte(status), 24, 64)
 		if err != nil || len(fromFile) != 1 || fromFile[0].IP != l.IP || fromFile[0].MAC != l.MAC ||
 			!fromFile[0].Expiry.Equal(l.Expiry) {
 			t.Fatalf("status file %q parsed as %+v (%v), libvirt says %+v", status, fromFile, err, l)

@@ -6,7 +6,7 @@ import (
 
 	golibvirt "libvirt.org/go/libvirt"
 
-	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/libvirt/libvirtxml"
 )
 
 // RestartWarning is what callers print before RestartNetwork: the network's bridge and dnsmasq go
@@ -17,7 +17,7 @@ const RestartWarning = "restarting a libvirt network removes its bridge for a mo
 // DefineNetwork defines (persistently) the network described by xml and returns its name. It does not
 // start it.
 func (s *Source) DefineNetwork(ctx context.Context, xml string) (string, error) {
-	want, err := lvxml.ParseNetworkXML(xml)
+	want, err := libvirtxml.ParseNetworkXML(xml)
 	if err != nil {
 		return "", fmt.Errorf("define network: %w", err)
 	}

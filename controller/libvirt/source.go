@@ -9,7 +9,7 @@ import (
 
 	golibvirt "libvirt.org/go/libvirt"
 
-	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/libvirt/libvirtxml"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
@@ -159,7 +159,7 @@ func readNetwork(n *golibvirt.Network) (snapshot.Network, error) {
 	if err != nil {
 		return snapshot.Network{Name: name}, fmt.Errorf("read XML of network %q: %w", name, wrap(err))
 	}
-	net, err := lvxml.ParseNetworkXML(x)
+	net, err := libvirtxml.ParseNetworkXML(x)
 	if err != nil {
 		return snapshot.Network{Name: name}, fmt.Errorf("network %q: %w", name, err)
 	}
@@ -271,7 +271,7 @@ func readDomain(d *golibvirt.Domain) (snapshot.Domain, error) {
 	if err != nil {
 		return snapshot.Domain{Name: name, NICs: []snapshot.DomainNIC{}}, fmt.Errorf("read XML of domain %q: %w", name, wrap(err))
 	}
-	dom, err := lvxml.ParseDomainXML(x)
+	dom, err := libvirtxml.ParseDomainXML(x)
 	if err != nil {
 		return snapshot.Domain{Name: name, NICs: []snapshot.DomainNIC{}}, fmt.Errorf("domain %q: %w", name, err)
 	}

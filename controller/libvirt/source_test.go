@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/libvirt/libvirtxml"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
@@ -63,7 +63,7 @@ func TestTestDriverRead(t *testing.T) {
 func TestTestDriverMutations(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	isolated := strings.Replace(strings.Replace(strings.Replace(lvxml.DefaultNetworkXML, "default", "lab", 1),
+	isolated := strings.Replace(strings.Replace(strings.Replace(libvirtxml.DefaultNetworkXML, "default", "lab", 1),
 		"virbr0", "virbr7", 1), "192.168.122.", "10.77.0.", -1)
 	name, err := s.DefineNetwork(ctx, isolated)
 	if err != nil || name != "lab" {

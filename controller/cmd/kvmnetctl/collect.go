@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/kvmnet/kvmnet/controller/access"
 	"github.com/kvmnet/kvmnet/controller/agentclient"
 	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/collect"
@@ -24,6 +23,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/qga"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
+	"github.com/kvmnet/kvmnet/controller/sockaccess"
 )
 
 // collectFlags are the flags of the commands that collect a snapshot (guests status, host check).
@@ -52,10 +52,10 @@ func (f *collectFlags) options(g *Globals, withChecks bool, domains []string) co
 	}
 }
 
-// hostFacts reports whether the host this process runs on is the libvirt host of uri: not for remote
+// onLibvirtHost reports whether this process runs on the libvirt host of src: not for remote
 // connections, and not for libvirt's test driver (its networks are fictitious; reading this machine's
 // firewall for them would be wrong).
-func hostFacts(src *libvirt.Source) bool {
+func onLibvirtHost(src *libvirt.Source) bool {
 	return !src.Remote() && !strings.HasPrefix(src.URI(), "test:")
 }
 
@@ -96,16 +96,6 @@ func (e hostEnv) hostnet() (*hostnet.Reader, error) {
 	return hostnet.ForPID(e.pid, "")
 }
 
-// openCollectorIn connects to libvirt (-c) and wires every source of controller/collect: libvirt,
-// the host network (controller/hostnet), the firewall (controller/firewall through
-// controller/runner), channel socket access (controller/access, trusting the user QEMU runs as) and
-// the agents (controller/agentclient). Host facts are read in env, and only when the connection is
-// to this host. The returned function releases everything. A connection failure is an Unreachable
-// error (exit 2).
-func openCollectorIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (*collect.Collector, func(), error) {
-	return openCollectorWith(ctx, g, opts, env, agentDialer(g))
-}
-
 // agentDialer reaches the agents with the real client, each dial bounded by --timeout.
 func agentDialer(g *Globals) collect.AgentDialer {
 	return collect.DialFunc(func(ctx context.Context, addr snapshot.AgentAddr) (collect.Agent, error) {
@@ -117,14 +107,18 @@ func agentDialer(g *Globals) collect.AgentDialer {
 	})
 }
 
-// openCollectorWith is openCollectorIn with the agents reached through agents (the exporter passes
-// a read-only dialer).
-func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
+// connectCollector connects to libvirt (-c) and wires every source of controller/collect: libvirt,
+// the host network (controller/hostnet), the firewall (controller/firewall through
+// controller/runner), channel socket access (controller/sockaccess, trusting the user QEMU runs as)
+// and the agents through agents (agentDialer; the exporter passes a read-only one). Host facts are
+// read in env, and only when the connection is to this host. The returned function releases
+// everything. A connection failure is an Unreachable error (exit 2).
+func connectCollector(ctx context.Context, g *Globals, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
 	src, err := libvirt.Open(ctx, g.Connect, g.Getenv)
 	if err != nil {
 		return nil, nil, Unreachable(err)
 	}
-	c, closeFn, err := openCollectorOn(g, src, opts, env, agents)
+	c, closeFn, err := collectorOn(g, src, opts, env, agents)
 	if err != nil {
 		_ = src.Close()
 		return nil, nil, err
@@ -132,9 +126,9 @@ func openCollectorWith(ctx context.Context, g *Globals, opts collect.Options, en
 	return c, func() { closeFn(); _ = src.Close() }, nil
 }
 
-// openCollectorOn wires the collector on an open libvirt connection, which stays the caller's: the
+// collectorOn wires the collector on an open libvirt connection, which stays the caller's: the
 // returned function releases only what it opened (the fix commands collect twice on one connection).
-func openCollectorOn(g *Globals, src *libvirt.Source, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
+func collectorOn(g *Globals, src *libvirt.Source, opts collect.Options, env hostEnv, agents collect.AgentDialer) (*collect.Collector, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -148,7 +142,7 @@ func openCollectorOn(g *Globals, src *libvirt.Source, opts collect.Options, env 
 			return qga.View(ctx, qga.NewClient(src, domain, g.Timeout))
 		}),
 	}
-	if hostFacts(src) {
+	if onLibvirtHost(src) {
 		if hn, err := env.hostnet(); err == nil {
 			closers = append(closers, func() { _ = hn.Close() })
 			sources.HostNet = hn
@@ -166,13 +160,13 @@ func openCollectorOn(g *Globals, src *libvirt.Source, opts collect.Options, env 
 			fw.Flows = append(fw.Flows, st.BridgedFlows(firewall.BridgedPaths(in.Networks, in.Host, in.Domains), in.Host.BridgeNF)...)
 			return fw, nil
 		})
-		in := access.Inspector{Root: env.root()}
-		if acc, err := access.ReadAccounts(filepath.Join(env.root(), "/etc")); err == nil {
-			q := access.QEMUSources{Accounts: acc}
+		in := sockaccess.Inspector{Root: env.root()}
+		if acc, err := sockaccess.ReadAccounts(filepath.Join(env.root(), "/etc")); err == nil {
+			q := sockaccess.QEMUSources{Accounts: acc}
 			if r := env.root(); r != "" {
 				q.QEMUConf, q.LibvirtDir = r+"/etc/libvirt/qemu.conf", r+"/var/lib/libvirt/qemu"
 			}
-			if id, err := access.QEMUUser(q); err == nil && id.User != "" {
+			if id, err := sockaccess.QEMUUser(q); err == nil && id.User != "" {
 				in.Trusted = []string{id.User}
 			}
 		}
@@ -194,7 +188,7 @@ func collectReport(ctx context.Context, g *Globals, opts collect.Options) (snaps
 
 // collectReportIn is collectReport with the host's facts read in env.
 func collectReportIn(ctx context.Context, g *Globals, opts collect.Options, env hostEnv) (snapshot.Snapshot, diagnose.Report, error) {
-	c, closeFn, err := openCollectorIn(ctx, g, opts, env)
+	c, closeFn, err := connectCollector(ctx, g, opts, env, agentDialer(g))
 	if err != nil {
 		return snapshot.Snapshot{}, diagnose.Report{}, err
 	}
@@ -204,7 +198,7 @@ func collectReportIn(ctx context.Context, g *Globals, opts collect.Options, env 
 
 // collectReportOn is collectReportIn on an open libvirt connection.
 func collectReportOn(ctx context.Context, g *Globals, src *libvirt.Source, opts collect.Options, env hostEnv) (snapshot.Snapshot, diagnose.Report, error) {
-	c, closeFn, err := openCollectorOn(g, src, opts, env, agentDialer(g))
+	c, closeFn, err := collectorOn(g, src, opts, env, agentDialer(g))
 	if err != nil {
 		return snapshot.Snapshot{}, diagnose.Report{}, err
 	}

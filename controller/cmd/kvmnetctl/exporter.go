@@ -93,7 +93,7 @@ func exporterSource(g *Globals, cf *collectFlags, workers int) exporter.Source {
 			}
 			return c, nil
 		})
-		c, closeFn, err := openCollectorWith(ctx, g, opts, hostEnv{}, dial)
+		c, closeFn, err := connectCollector(ctx, g, opts, hostEnv{}, dial)
 		if err != nil {
 			return snapshot.Snapshot{}, err
 		}

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvmnet/kvmnet/controller/channel"
-	"github.com/kvmnet/kvmnet/controller/channel/lvdomains"
+	"github.com/kvmnet/kvmnet/controller/channel/libvirtdomains"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
 	"github.com/kvmnet/kvmnet/controller/output"
 )
@@ -44,7 +44,7 @@ func newGuestsEnableChannelCmd(g *Globals) *cobra.Command {
 			if !src.Remote() {
 				o.Prepare = channel.LocalPreparer(channel.LocalOptions{QEMUConf: qemuConf})
 			}
-			res, err := channel.Enable(ctx, lvdomains.Adapter{Src: src}, args[0], o)
+			res, err := channel.Enable(ctx, libvirtdomains.Adapter{Src: src}, args[0], o)
 			if err != nil {
 				return Failed(err)
 			}

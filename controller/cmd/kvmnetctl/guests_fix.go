@@ -97,7 +97,7 @@ func runGuestFix(ctx context.Context, g *Globals, fio fixIO, o fixplan.GuestOpti
 		Confirm: fio.confirm,
 		Events:  fio.human.Event,
 	}
-	if hostFacts(src) {
+	if onLibvirtHost(src) {
 		deps.Neighbors = func(ctx context.Context, bridge string) ([]snapshot.Neighbor, error) {
 			return bridgeNeighbors(ctx, env, bridge)
 		}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/controller/agentclient"
 	"github.com/kvmnet/kvmnet/controller/channel"
-	"github.com/kvmnet/kvmnet/controller/channel/lvdomains"
+	"github.com/kvmnet/kvmnet/controller/channel/libvirtdomains"
 	"github.com/kvmnet/kvmnet/controller/collect"
 	"github.com/kvmnet/kvmnet/controller/install"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
@@ -202,7 +202,7 @@ func (h *installHost) AgentVersion(ctx context.Context, name string) (string, er
 }
 
 func (h *installHost) EnableChannel(ctx context.Context, name string) (string, error) {
-	res, err := channel.Enable(ctx, lvdomains.Adapter{Src: h.src}, name, channel.EnableOptions{Prepare: h.prepare})
+	res, err := channel.Enable(ctx, libvirtdomains.Adapter{Src: h.src}, name, channel.EnableOptions{Prepare: h.prepare})
 	if err != nil {
 		return "", err
 	}

@@ -85,7 +85,7 @@ func runHostFix(ctx context.Context, g *Globals, fio fixIO, only []diagnose.Code
 		return fix.HostResult{}, Unreachable(err)
 	}
 	defer src.Close()
-	if !hostFacts(src) {
+	if !onLibvirtHost(src) {
 		return fix.HostResult{}, Usage(fmt.Errorf("host fix changes this machine: run it on the libvirt host of %s, not remotely", src.URI()))
 	}
 	res, err := fix.Host(ctx, fix.HostDeps{

@@ -8,13 +8,13 @@ import (
 	"strings"
 
 	"github.com/kvmnet/kvmnet/controller/channel"
-	"github.com/kvmnet/kvmnet/controller/channel/lvdomains"
+	"github.com/kvmnet/kvmnet/controller/channel/libvirtdomains"
 	"github.com/kvmnet/kvmnet/controller/firewall"
 	"github.com/kvmnet/kvmnet/controller/fix"
 	"github.com/kvmnet/kvmnet/controller/fixplan"
 	"github.com/kvmnet/kvmnet/controller/hostnet"
 	"github.com/kvmnet/kvmnet/controller/libvirt"
-	"github.com/kvmnet/kvmnet/controller/libvirt/lvxml"
+	"github.com/kvmnet/kvmnet/controller/libvirt/libvirtxml"
 	"github.com/kvmnet/kvmnet/controller/runner"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
@@ -86,12 +86,12 @@ func (s *steps) defineDefaultNetwork(ctx context.Context, _ fixplan.HostStep) (f
 		return fix.HostChange{}, err
 	}
 	return fix.HostChange{
-		Commands: append([]string{runner.Quote(s.virsh("net-define", "default.xml")) + "   # default.xml:"}, lines(strings.TrimSpace(lvxml.DefaultNetworkXML))...),
+		Commands: append([]string{runner.Quote(s.virsh("net-define", "default.xml")) + "   # default.xml:"}, lines(strings.TrimSpace(libvirtxml.DefaultNetworkXML))...),
 		Do: func(ctx context.Context) error {
 			if err := s.defaultSubnetFree(ctx); err != nil { // again: the user may have waited at the prompt
 				return err
 			}
-			_, err := s.Libvirt.DefineNetwork(ctx, lvxml.DefaultNetworkXML)
+			_, err := s.Libvirt.DefineNetwork(ctx, libvirtxml.DefaultNetworkXML)
 			return err
 		},
 	}, nil
@@ -217,7 +217,7 @@ func (s *steps) linkUp(_ context.Context, st fixplan.HostStep) (fix.HostChange, 
 }
 
 func (s *steps) moveChannel(ctx context.Context, st fixplan.HostStep) (fix.HostChange, error) {
-	res, err := channel.FixExposed(ctx, lvdomains.Adapter{Src: s.Libvirt}, []string{st.Domain},
+	res, err := channel.FixExposed(ctx, libvirtdomains.Adapter{Src: s.Libvirt}, []string{st.Domain},
 		channel.FixOptions{Confirm: func(string, string) (bool, error) { return false, nil }})
 	if err != nil {
 		return fix.HostChange{}, err
@@ -230,7 +230,7 @@ func (s *steps) moveChannel(ctx context.Context, st fixplan.HostStep) (fix.HostC
 	return fix.HostChange{
 		Commands: out,
 		Do: func(ctx context.Context) error {
-			_, err := channel.FixExposed(ctx, lvdomains.Adapter{Src: s.Libvirt}, []string{st.Domain}, channel.FixOptions{
+			_, err := channel.FixExposed(ctx, libvirtdomains.Adapter{Src: s.Libvirt}, []string{st.Domain}, channel.FixOptions{
 				Yes: true, Prepare: channel.LocalPreparer(channel.LocalOptions{QEMUConf: s.Root + "/etc/libvirt/qemu.conf",
 					AccountsDir: s.Root + "/etc"}),
 			})
@@ -309,8 +309,8 @@ func (s *steps) defaultSubnetFree(ctx context.Context) error {
 	if err != nil && nets == nil {
 		return err
 	}
-	if free, ev := lvxml.SubnetFree(lvxml.DefaultSubnet, prefixes, nets); !free {
-		return fmt.Errorf("%s is already in use (%s): define a network with another subnet by hand (virsh net-define)", lvxml.DefaultSubnet, ev)
+	if free, ev := libvirtxml.SubnetFree(libvirtxml.DefaultSubnet, prefixes, nets); !free {
+		return fmt.Errorf("%s is already in use (%s): define a network with another subnet by hand (virsh net-define)", libvirtxml.DefaultSubnet, ev)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,8 +65,13 @@ func StartBus(t testing.TB, ns *Netns) *Bus {
 		if p.Exited() {
 			return false, fmt.Errorf("dbus-daemon exited: %s", p.Output())
 		}
-		_, err := os.Stat(sock)
-		return err == nil, err
+		// The socket file exists from bind(); connect() is refused until listen(): dial, not stat.
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return false, err
+		}
+		c.Close()
+		return true, nil
 	})
 	if err != nil {
 		t.Fatalf("private dbus-daemon in %s did not come up: %v; output: %s", ns.Name, err, strings.TrimSpace(p.Output()))

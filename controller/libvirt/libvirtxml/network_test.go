@@ -1,4 +1,4 @@
-package lvxml
+package libvirtxml
 
 import (
 	"os"

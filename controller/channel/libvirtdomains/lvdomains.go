@@ -1,6 +1,6 @@
-// Package lvdomains adapts controller/libvirt's Source to channel.Domains. It is the only part of the
+// Package libvirtdomains adapts controller/libvirt's Source to channel.Domains. It is the only part of the
 // channel feature that links libvirt (cgo); it must not hold any logic beyond the mapping.
-package lvdomains
+package libvirtdomains
 
 import (
 	"context"

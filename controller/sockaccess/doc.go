@@ -1,4 +1,4 @@
-// Package access answers "which non-root users on this host can connect() to a unix socket?" — the
+// Package sockaccess answers "which non-root users on this host can connect() to a unix socket?" — the
 // question behind the channel_socket_exposed finding: whoever can connect to a guest's virtio-serial
 // channel socket speaks to that guest's kvmnet agent, which runs as root.
 //
@@ -11,4 +11,4 @@
 // It fills snapshot.SocketAccess and snapshot.Domain.ChannelAccess; grading the finding is
 // controller/diagnose's job. It must never import libvirt (no cgo), the diagnose package or the CLI.
 // POSIX ACLs are detected and reported in the evidence, not evaluated.
-package access
+package sockaccess
