@@ -80,14 +80,19 @@ func (gc *guestCtx) kvmnetAgentMissing() bool {
 		osName, arch = orNone(q.OS.PrettyName), orNone(q.OS.Machine)
 	}
 	why := "the domain has no " + snapshot.ChannelKvmnet + " channel"
+	fix := InstallAgentCommand(gc.dom.Name) + " (uploads the agent package through qemu-guest-agent, installs it, adds the channel; no network needed in the guest)"
 	if gc.transport() != snapshot.TransportNone {
 		why = "the kvmnet agent does not answer on " + orNone(gc.g.Address)
+	} else {
+		// Without the channel nothing tells whether the agent is installed: a guest that has it only
+		// lost the channel (virsh edit, a copied domain XML) needs the channel alone.
+		fix += "; if kvmnet-agent is already installed there, kvmnetctl guests enable-channel " + gc.dom.Name + " is enough"
 	}
 	gc.add(Finding{
 		Code: CodeKvmnetAgentMissing, Severity: SeverityWarning, Subject: SubjectGuest(gc.dom.Name, ""),
 		Summary: fmt.Sprintf("%s runs qemu-guest-agent but not kvmnet-agent (%s): interfaces and addresses come from qemu-guest-agent; routes, profiles and checks are unknown, and nothing can be repaired from inside until kvmnet-agent is installed",
 			gc.dom.Name, why),
-		Fix: InstallAgentCommand(gc.dom.Name) + " (uploads the agent package through qemu-guest-agent, installs it, adds the channel; no network needed in the guest)",
+		Fix: fix,
 		Evidence: []string{ev("agent", AgentQGA), ev("transport", string(gc.transport())), ev("kvmnet_error", gc.g.Error),
 			ev("os", osName), ev("arch", arch), ev("qga_interfaces", len(q.Interfaces))},
 	})

@@ -49,6 +49,10 @@ func TestEveryFixActsOnItsFinding(t *testing.T) {
 			case guestFixRe.MatchString(f.Fix):
 				recommended[f.Code][diagnose.FixerFor(f)] = true
 				checkGuestFix(t, name, s, all, f)
+			case strings.HasPrefix(f.Fix, "kvmnetctl guests install-agent"):
+				// Named first, so it is the advice; a later enable-channel is the shortcut for a
+				// guest that has the agent but lost its channel.
+				recommended[f.Code][diagnose.FixerInstallAgent] = true
 			case strings.Contains(f.Fix, "kvmnetctl guests enable-channel"):
 				recommended[f.Code][diagnose.FixerEnableChannel] = true
 			case strings.Contains(f.Fix, "kvmnetctl guests install-agent"):

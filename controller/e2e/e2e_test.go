@@ -194,7 +194,9 @@ var faults = []fault{
 	// The link is cut on the host side (virsh domif-setlink): guests fix points to host fix.
 	{name: "nic_link_down", guest: g1, code: "guest_nic_link_down", fix: []string{"host", "fix", "--yes", "--only", "guest_nic_link_down"}},
 	{name: "second_nic_unconfigured", guest: g1, code: "guest_no_ipv4", alt: []string{"guest_no_lease"}, fix: []string{"guests", "fix", g1, "--yes"}},
-	{name: "agent_channel_missing", guest: g1, code: "guest_agent_missing_channel", fix: []string{"guests", "enable-channel", g1}},
+	// With qemu-guest-agent answering, the finding is kvmnet_agent_missing, whose advice names
+	// enable-channel for a guest that has the agent installed.
+	{name: "agent_channel_missing", guest: g1, code: "guest_agent_missing_channel", alt: []string{"kvmnet_agent_missing"}, fix: []string{"guests", "enable-channel", g1}},
 }
 
 func TestLab(t *testing.T) {
