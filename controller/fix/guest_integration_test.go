@@ -87,6 +87,8 @@ func newGuestLab(t *testing.T, allowApply bool) *guestLab {
 	l.host.MustRun("ip", "link", "set", "p0", "master", "br0")
 	l.dhcp = testenv.StartDnsmasq(t, l.host, testenv.DnsmasqOptions{Interface: "br0", DNS: true,
 		Range: "10.88.0.100,10.88.0.199,255.255.255.0,1h", Extra: []string{"--address=/" + fxCheckName + "/" + fxBridgeIP}})
+	// The egress check's default target is the check name on port 80: the "internet" answers there.
+	l.host.ServeHTTP(fxBridgeIP + ":80")
 	l.bus = testenv.StartBus(t, l.guest)
 	l.nm = testenv.StartNM(t, l.guest, l.bus, testenv.NMOptions{Keyfiles: map[string]string{"wired-eth0.nmconnection": staleEth0}})
 
