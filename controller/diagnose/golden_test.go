@@ -3,16 +3,13 @@ package diagnose
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"path/filepath"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // goldenSnapshot is a host with UFW blocking routed traffic and three guests: vm1 healthy but hit by
 // the host cause, vm2 with a profile hard-coded to eth0 (multi-NIC), vm3 without an agent channel.
@@ -51,22 +48,7 @@ func goldenSnapshot() snapshot.Snapshot {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden %s (run go test -update to create it): %v", path, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden (go test ./controller/diagnose -run Golden -update to accept):\n%s", path, got)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), got)
 }
 
 func TestGoldenJSON(t *testing.T) {

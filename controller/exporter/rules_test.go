@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,7 @@ const (
 // upToDate compares a generated file with the repository's (rewriting it with -update).
 func upToDate(t *testing.T, path string, want []byte) {
 	t.Helper()
-	if *update {
+	if goldenfile.Update() {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -1,14 +1,12 @@
 package hostnet
 
 import (
-	"flag"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
 	t.Helper()
@@ -96,17 +94,5 @@ func TestIPForwardFix(t *testing.T) {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), []byte(got))
 }

@@ -3,7 +3,7 @@ package output
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,8 +12,6 @@ import (
 
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 type findings struct{ rows [][]string }
 
@@ -64,7 +62,7 @@ func TestRender(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden := filepath.Join("testdata", tc.name+".golden")
-			if *update {
+			if goldenfile.Update() {
 				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
 					t.Fatal(err)
 				}
