@@ -39,12 +39,7 @@
 // and NetworkManager's checkpoint, the deadline and the boot id. At start-up (Resume) the next agent
 // process restores from it when the Apply never finished, the deadline passed or the boot id changed
 // (a reboot took NetworkManager's checkpoint along: profiles come back from the record); otherwise
-// it takes the checkpoint over until its deadline. Tests: record_test.go, and agent/cmd/kvmnet-agent
-// TestPendingCheckpointSurvivesSIGKILL (a real agent process killed with SIGKILL and restarted).
-//
-// Tests: nmrestart_test.go (fakes) and agent/service TestNMRestartDuringApply,
-// TestNMRestartWhilePending (real NetworkManager stopped with SIGTERM or killed with SIGKILL by PID,
-// then started again) and TestNMStoppedDuringApply.
+// it takes the checkpoint over until its deadline.
 //
 // It must never import gRPC server code or netlink: the current NICs come through the NICLister seam
 // and NetworkManager through the NM interface (agent/nm's *Client satisfies it).

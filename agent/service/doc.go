@@ -12,15 +12,13 @@
 // finds it in GetState's pending_checkpoint and may Confirm or Rollback it until its rollback
 // deadline; unconfirmed, it rolls back by itself at that deadline — the same as when the controller
 // dies between Apply and Confirm. Only the call's deadline (capped by agent/server) aborts an Apply
-// half-way, and then everything done so far is rolled back at once (Aborted). Tests:
-// controller/perf TestApplyHostDisconnect and TestControllerGoneRollsBack.
+// half-way, and then everything done so far is rolled back at once (Aborted).
 //
 // NetworkManager restarting (cleanly or after a crash) during Apply, or while a checkpoint is
 // pending, is agent/apply's to handle (see its package doc): Apply returns Aborted naming the restart
 // with the previous profiles restored from the agent's own record, or Unavailable ("start
 // NetworkManager") when it does not come back, leaving a pending checkpoint that only Rollback (or its
-// deadline) resolves. Tests: TestNMRestartDuringApply and TestNMRestartWhilePending (each with SIGTERM
-// and SIGKILL), TestNMStoppedDuringApply.
+// deadline) resolves.
 //
 // It must never import transport or gRPC server code (agent/transport, agent/server): it is the
 // service, not the way it is served.
