@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
 )
 
 // ownerOf returns "uid:gid mode" of path.
@@ -24,12 +26,7 @@ func ownerOf(t *testing.T, path string) string {
 // Restore puts the original back, and when a checkpoint's snapshot is rolled back. Needs root
 // (chown).
 func TestReplacedAndRestoredFilesKeepOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("KVMNET_INTEGRATION") == "0" {
-			t.Skip("SKIPPED (explicit opt-out KVMNET_INTEGRATION=0): chown needs root")
-		}
-		t.Fatal("needs root to create files owned by another user (run the tests as root, or KVMNET_INTEGRATION=0)")
-	}
+	testenv.Require(t) // root: chown to another user
 	s, root := newStore(t)
 	abs := filepath.Join(root, "etc/dnf/dnf.conf")
 	writeFile(t, abs, "[main]\ngpgcheck=1\n", 0o640)

@@ -3,13 +3,15 @@ package stack
 import (
 	"context"
 	"errors"
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 // golden compares got with testdata/name (rewritten with -update).
@@ -148,12 +150,7 @@ func (r rootRunner) Run(ctx context.Context, argv ...string) ([]byte, error) {
 // TestNetplanGenerateReal feeds the rendered and neutralised files to the real `netplan generate`
 // in a temporary root and reads the networkd files it renders.
 func TestNetplanGenerateReal(t *testing.T) {
-	if _, err := lookPath("netplan"); err != nil {
-		if os.Getenv("KVMNET_INTEGRATION") == "0" {
-			t.Skip("KVMNET_INTEGRATION=0: netplan not required")
-		}
-		t.Fatalf("netplan is not installed (apt-get install netplan.io, or scripts/install-deps.sh); KVMNET_INTEGRATION=0 skips this test")
-	}
+	testenv.Require(t, "netplan")
 	root := build(t, map[string]string{"etc/netplan/50-cloud-init.yaml": cloudInitStale})
 	if err := os.Chmod(filepath.Join(root, "etc/netplan/50-cloud-init.yaml"), 0o600); err != nil {
 		t.Fatal(err)
@@ -370,5 +367,3 @@ func TestChoose(t *testing.T) {
 func realRun(ctx context.Context, argv ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 }
-
-func lookPath(name string) (string, error) { return exec.LookPath(name) }
