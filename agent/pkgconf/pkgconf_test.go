@@ -1,7 +1,6 @@
 package pkgconf
 
 import (
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/agent/files"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 func golden(t *testing.T, name string, got []byte) {

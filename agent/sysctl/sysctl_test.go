@@ -1,13 +1,13 @@
 package sysctl
 
 import (
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/agent/files"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 func golden(t *testing.T, name string, got []byte) {

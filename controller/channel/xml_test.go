@@ -1,11 +1,12 @@
 package channel
 
 import (
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 func readTestdata(t *testing.T, name string) string {

@@ -3,12 +3,12 @@ package diagnose
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"path/filepath"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 // goldenSnapshot is a host with UFW blocking routed traffic and three guests: vm1 healthy but hit by

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/kvmnet/kvmnet/controller/checks"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 const (

@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kvmnet/kvmnet/controller/diagnose"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 const (

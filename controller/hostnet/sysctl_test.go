@@ -1,11 +1,12 @@
 package hostnet
 
 import (
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {

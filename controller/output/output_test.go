@@ -3,7 +3,6 @@ package output
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 type findings struct{ rows [][]string }

@@ -3,13 +3,13 @@ package output
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/controller/diagnose"
+	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
 
 // goldenReport is the report controller/diagnose's golden test writes (UFW blocking routed traffic,
