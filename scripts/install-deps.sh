@@ -9,7 +9,7 @@ PKGS=(
   libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-network libvirt-clients
   qemu-system-x86 qemu-utils
   dnsmasq-base network-manager dbus
-  # agent/stack's netplan backend tests run the real `netplan generate --root-dir` on a temp tree.
+  # agent/netstack's netplan backend tests run the real `netplan generate --root-dir` on a temp tree.
   netplan.io
   nftables iptables ufw
   iproute2 util-linux procps psmisc e2fsprogs mmdebstrap

@@ -3,7 +3,7 @@
 // It owns: validation of the request (MACs, timeouts within bounds, the config opt-outs), the pure
 // plan computation (Compute: request + current state → ordered Steps, each with a readable Change),
 // and execution (Applier): NetworkManager changes inside an NM checkpoint, file changes through
-// agent/files with a snapshot, live sysctls with their old values, an agent-side timer that rolls
+// agent/managedfile with a snapshot, live sysctls with their old values, an agent-side timer that rolls
 // everything back unless Confirm arrives in time, and Rollback on request or on any failed step.
 // Every change is logged.
 //

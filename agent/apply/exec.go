@@ -18,9 +18,9 @@ import (
 	gonm "github.com/Wifx/gonetworkmanager/v2"
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
+	"github.com/kvmnet/kvmnet/agent/netstack"
 	"github.com/kvmnet/kvmnet/agent/nm"
-	"github.com/kvmnet/kvmnet/agent/stack"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -41,16 +41,16 @@ type NM interface {
 	CheckpointAdjust(ctx context.Context, cp dbus.ObjectPath, timeout time.Duration) error
 }
 
-// Files is what the Applier needs from the file store; *files.Store satisfies it.
+// Files is what the Applier needs from the file store; *managedfile.Store satisfies it.
 type Files interface {
 	Read(path string) ([]byte, error)
-	Write(path string, body []byte, mode fs.FileMode) (files.Result, error)
-	Remove(path string) (files.Result, error)
-	Restore(path string) (files.Result, error)
-	Entry(path string) (files.Entry, bool, error)
+	Write(path string, body []byte, mode fs.FileMode) (managedfile.Result, error)
+	Remove(path string) (managedfile.Result, error)
+	Restore(path string) (managedfile.Result, error)
+	Entry(path string) (managedfile.Entry, bool, error)
 	Managed() ([]string, error)
-	Snapshot(paths ...string) (*files.Snapshot, error)
-	RestoreSnapshot(snap *files.Snapshot) ([]files.Result, error)
+	Snapshot(paths ...string) (*managedfile.Snapshot, error)
+	RestoreSnapshot(snap *managedfile.Snapshot) ([]managedfile.Result, error)
 }
 
 // Sysctl reads and writes live kernel settings.
@@ -91,7 +91,7 @@ type Options struct {
 	// Stacks chooses the network stack backend per NIC (nil: every NIC is NetworkManager's).
 	Stacks Stacks
 	// Runner runs the file-based stacks' commands (netplan, networkctl, systemctl).
-	Runner stack.Runner
+	Runner netstack.Runner
 	// Addrs reads a NIC's IPv4 addresses, to wait for a lease a file-based stack obtains.
 	Addrs AddrReader
 	// NMRestartWait is how long to wait for NetworkManager to come back when it went away in the
@@ -154,7 +154,7 @@ type pending struct {
 	nmCP     dbus.ObjectPath
 	deadline time.Time
 	changes  []*kvmnetv1.Change
-	snap     *files.Snapshot
+	snap     *managedfile.Snapshot
 	sysctl   map[string]string // key → old value
 	deleted  []nm.Settings     // profiles deleted (settings before)
 	updated  map[string]nm.Settings

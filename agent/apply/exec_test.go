@@ -14,7 +14,7 @@ import (
 	gonm "github.com/Wifx/gonetworkmanager/v2"
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -123,7 +123,7 @@ func newEnv(t *testing.T, cfg config.Config) *env {
 			t.Fatal(err)
 		}
 	}
-	store, err := files.New(files.Options{Root: root})
+	store, err := managedfile.New(managedfile.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestApplyFilesRollbackAndConfirm(t *testing.T) {
 	if got := e.read(t, "proc/sys/net/ipv6/conf/all/disable_ipv6"); got != "1\n" {
 		t.Fatalf("live sysctl %q", got)
 	}
-	if got := e.read(t, "etc/apt/apt.conf.d/99kvmnet-force-ipv4"); !strings.HasPrefix(got, files.Header) || !strings.Contains(got, `Acquire::ForceIPv4 "true";`) {
+	if got := e.read(t, "etc/apt/apt.conf.d/99kvmnet-force-ipv4"); !strings.HasPrefix(got, managedfile.Header) || !strings.Contains(got, `Acquire::ForceIPv4 "true";`) {
 		t.Fatalf("apt file %q", got)
 	}
 	if strings.Contains(e.nm.called(), "checkpoint") {

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -26,7 +26,7 @@ func fuzzInputs() Inputs {
 				{Path: "/p/2", ID: "kvm-dhcp-enp1s0", UUID: "u2", Type: nm.EthernetType, InterfaceName: "enp1s0", MAC: "52:54:00:00:00:01",
 					IPv4Method: "auto", IPv6Method: "ignore", Active: true, ActiveDevice: "enp1s0", ManagedByKvmnet: true},
 			}},
-		Files:        map[string][]byte{SysctlFile: []byte(files.Header + "\nnet.ipv6.conf.all.disable_ipv6 = 1\n")},
+		Files:        map[string][]byte{SysctlFile: []byte(managedfile.Header + "\nnet.ipv6.conf.all.disable_ipv6 = 1\n")},
 		Managed:      []ManagedFile{{Path: SysctlFile}},
 		AptInstalled: true,
 		Sysctl:       map[string]string{SysctlKeys[0]: "1", SysctlKeys[1]: "0"},

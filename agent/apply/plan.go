@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	"github.com/kvmnet/kvmnet/agent/pkgconf"
 	"github.com/kvmnet/kvmnet/agent/sysctl"
@@ -34,7 +34,7 @@ type NIC struct {
 	MAC string
 }
 
-// ManagedFile is a file agent/files records as kvmnet's.
+// ManagedFile is a file agent/managedfile records as kvmnet's.
 type ManagedFile struct {
 	// Path as the guest sees it.
 	Path string
@@ -378,7 +378,7 @@ func (p *planner) removeConflicts(a RemoveConflictsAction) error {
 }
 
 func (p *planner) writeFile(path string, body []byte, what string) {
-	want := files.WithHeader(body)
+	want := managedfile.WithHeader(body)
 	cur, exists := p.files[path]
 	if exists && bytes.Equal(cur, want) {
 		p.plan.Notes = append(p.plan.Notes, path+" already "+what)
@@ -390,7 +390,7 @@ func (p *planner) writeFile(path string, body []byte, what string) {
 	}
 	p.plan.Steps = append(p.plan.Steps, Step{Kind: OpWriteFile, Path: path, Body: body, Change: &kvmnetv1.Change{
 		Kind: "file", Target: path, Summary: fmt.Sprintf("%s %s: %s", verb, path, what),
-		Diff: files.LineDiff(string(cur), string(want)),
+		Diff: managedfile.LineDiff(string(cur), string(want)),
 	}})
 	p.files[path] = want
 	if _, ok := p.managed[path]; !ok {
@@ -402,7 +402,7 @@ func (p *planner) writeFile(path string, body []byte, what string) {
 func (p *planner) undoFile(path, what string) {
 	m, ok := p.managed[path]
 	if !ok {
-		if cur, exists := p.files[path]; exists && files.HasHeader(cur) {
+		if cur, exists := p.files[path]; exists && managedfile.HasHeader(cur) {
 			ok = true // written by kvmnet, record lost: still kvmnet's to remove
 		} else {
 			p.plan.Notes = append(p.plan.Notes, path+" is not kvmnet's; left alone ("+what+")")
@@ -413,12 +413,12 @@ func (p *planner) undoFile(path, what string) {
 	if m.Existed {
 		p.plan.Steps = append(p.plan.Steps, Step{Kind: OpRestoreFile, Path: path, Change: &kvmnetv1.Change{
 			Kind: "file", Target: path, Summary: fmt.Sprintf("restore %s from its backup: %s", path, what),
-			Diff: fmt.Sprintf("(restore the content from before kvmnet's first change; current:)\n%s", files.LineDiff(string(cur), "")),
+			Diff: fmt.Sprintf("(restore the content from before kvmnet's first change; current:)\n%s", managedfile.LineDiff(string(cur), "")),
 		}})
 	} else {
 		p.plan.Steps = append(p.plan.Steps, Step{Kind: OpRemoveFile, Path: path, Change: &kvmnetv1.Change{
 			Kind: "file", Target: path, Summary: fmt.Sprintf("remove %s: %s", path, what),
-			Diff: files.LineDiff(string(cur), ""),
+			Diff: managedfile.LineDiff(string(cur), ""),
 		}})
 	}
 	delete(p.files, path)
@@ -464,7 +464,7 @@ func (p *planner) forceIPv4(force bool) {
 	if p.in.DnfInstalled {
 		cur, exists := p.files[DnfFile]
 		if force {
-			p.writeFile(DnfFile, pkgconf.RenderDnf(files.StripHeader(cur), true), "dnf uses IPv4 only (ip_resolve=4)")
+			p.writeFile(DnfFile, pkgconf.RenderDnf(managedfile.StripHeader(cur), true), "dnf uses IPv4 only (ip_resolve=4)")
 		} else if exists {
 			if _, ok := p.managed[DnfFile]; ok {
 				p.undoFile(DnfFile, "dnf may use IPv6 again")

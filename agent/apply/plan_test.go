@@ -10,7 +10,7 @@ import (
 
 	gonm "github.com/Wifx/gonetworkmanager/v2"
 	"github.com/godbus/dbus/v5"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	"github.com/kvmnet/kvmnet/agent/pkgconf"
 	"github.com/kvmnet/kvmnet/agent/sysctl"
@@ -110,13 +110,13 @@ func TestCompute(t *testing.T) {
 			[]stepWant{{OpWriteFile, SysctlFile}, {OpSetSysctl, SysctlKeys[0]}, {OpSetSysctl, SysctlKeys[1]}}, nil, "", ""},
 		{"disable IPv6 again: no-op", func() Inputs {
 			in := baseInputs()
-			in.Files[SysctlFile] = files.WithHeader(sysctl.RenderDisable())
+			in.Files[SysctlFile] = managedfile.WithHeader(sysctl.RenderDisable())
 			in.Sysctl = map[string]string{SysctlKeys[0]: "1", SysctlKeys[1]: "1"}
 			return in
 		}(), req(Action{SetIPv6: &yes}), nil, nil, "", "already disables IPv6"},
 		{"enable IPv6 removes kvmnet's file", func() Inputs {
 			in := baseInputs()
-			in.Files[SysctlFile] = files.WithHeader(sysctl.RenderDisable())
+			in.Files[SysctlFile] = managedfile.WithHeader(sysctl.RenderDisable())
 			in.Managed = []ManagedFile{{Path: SysctlFile}}
 			in.Sysctl = map[string]string{SysctlKeys[0]: "1", SysctlKeys[1]: "1"}
 			return in
@@ -130,7 +130,7 @@ func TestCompute(t *testing.T) {
 		{"undo force on a dnf.conf kvmnet changed restores it", func() Inputs {
 			in := baseInputs()
 			in.DnfInstalled = true
-			in.Files[DnfFile] = files.WithHeader([]byte("[main]\nip_resolve=4\n"))
+			in.Files[DnfFile] = managedfile.WithHeader([]byte("[main]\nip_resolve=4\n"))
 			in.Managed = []ManagedFile{{Path: DnfFile, Existed: true}}
 			return in
 		}(), req(Action{ForceIPv4: &no}), []stepWant{{OpRestoreFile, DnfFile}}, nil, "", ""},
@@ -142,8 +142,8 @@ func TestCompute(t *testing.T) {
 		}(), req(Action{ForceIPv4: &no}), nil, nil, "", "is not kvmnet's"},
 		{"restore backups", func() Inputs {
 			in := baseInputs()
-			in.Files[AptFile] = files.WithHeader(pkgconf.RenderApt())
-			in.Files[DnfFile] = files.WithHeader([]byte("[main]\nip_resolve=4\n"))
+			in.Files[AptFile] = managedfile.WithHeader(pkgconf.RenderApt())
+			in.Files[DnfFile] = managedfile.WithHeader([]byte("[main]\nip_resolve=4\n"))
 			in.Managed = []ManagedFile{{Path: DnfFile, Existed: true}, {Path: AptFile}}
 			return in
 		}(), req(Action{RestoreBackups: true}), []stepWant{{OpRemoveFile, AptFile}, {OpRestoreFile, DnfFile}}, nil, "", ""},

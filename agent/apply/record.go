@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -39,7 +39,7 @@ type Record struct {
 	// Changes are the checkpoint's changes as GetState reports them.
 	Changes []RecordChange `json:"changes"`
 	// Files holds the previous content (and kvmnet's record) of every file the plan touches.
-	Files *files.Snapshot `json:"files,omitempty"`
+	Files *managedfile.Snapshot `json:"files,omitempty"`
 	// Sysctl holds the live value of every sysctl changed, before the change.
 	Sysctl map[string]string `json:"sysctl,omitempty"`
 	// NM holds NetworkManager's part; nil when the plan did not touch NetworkManager.
@@ -119,7 +119,7 @@ func (f FileRecords) Save(r *Record) error {
 	if err != nil {
 		return fmt.Errorf("encode rollback record: %w", err)
 	}
-	if err := files.WriteAtomic(f.Path, b, 0o600); err != nil {
+	if err := managedfile.WriteAtomic(f.Path, b, 0o600); err != nil {
 		return fmt.Errorf("save rollback record %s: %w", f.Path, err)
 	}
 	return nil
@@ -146,7 +146,7 @@ func (f FileRecords) Load() (*Record, error) {
 
 // Clear implements RecordStore.
 func (f FileRecords) Clear() error {
-	if err := files.RemoveSynced(f.Path); err != nil {
+	if err := managedfile.RemoveSynced(f.Path); err != nil {
 		return fmt.Errorf("remove rollback record %s: %w", f.Path, err)
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -52,7 +52,7 @@ func (n recordedNM) AddProfile(ctx context.Context, s nm.Settings) (dbus.ObjectP
 // withRecords gives e's Applier a record file in its state directory and a boot id.
 func withRecords(t *testing.T, e *env, boot string) FileRecords {
 	t.Helper()
-	rec := FileRecords{Path: filepath.Join(e.root, files.DefaultStateDir, RecordFile)}
+	rec := FileRecords{Path: filepath.Join(e.root, managedfile.DefaultStateDir, RecordFile)}
 	setBoot(t, e.root, boot)
 	e.a.o.Records = rec
 	return rec
@@ -195,7 +195,7 @@ func TestResumeAfterKill(t *testing.T) {
 func TestRecordCorruptIsReported(t *testing.T) {
 	e := newEnv(t, config.Default())
 	rec := withRecords(t, e, "boot-1")
-	if err := files.WriteAtomic(rec.Path, []byte("{not json"), 0o600); err != nil {
+	if err := managedfile.WriteAtomic(rec.Path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.a.Resume(context.Background()); err == nil || !strings.Contains(err.Error(), rec.Path) {

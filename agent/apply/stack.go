@@ -11,17 +11,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kvmnet/kvmnet/agent/stack"
+	"github.com/kvmnet/kvmnet/agent/netstack"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
-// Stacks chooses the network stack backend of a NIC (agent/stack's *Selector).
+// Stacks chooses the network stack backend of a NIC (agent/netstack's *Selector).
 type Stacks interface {
 	// Choose returns the backend for the NIC with mac among nics; an error wrapping
-	// stack.ErrConflict or stack.ErrOptedOut means nothing may be written for it.
-	Choose(ctx context.Context, nics []stack.NIC, mac string) (stack.Choice, error)
+	// netstack.ErrConflict or netstack.ErrOptedOut means nothing may be written for it.
+	Choose(ctx context.Context, nics []netstack.NIC, mac string) (netstack.Choice, error)
 	// Backend returns the backend named name (a restored rollback record names its backends).
-	Backend(name string) stack.Backend
+	Backend(name string) netstack.Backend
 }
 
 // AddrReader reports an interface's IPv4 addresses (CIDR), to wait for a lease a file-based stack
@@ -32,8 +32,8 @@ type AddrReader interface {
 
 // StackChoice is the backend chosen for one NIC before planning, or why none may be used.
 type StackChoice struct {
-	// Choice of agent/stack.
-	Choice stack.Choice
+	// Choice of agent/netstack.
+	Choice netstack.Choice
 	// Err: two stacks claim the NIC, or its stack is opted out.
 	Err error
 }
@@ -41,8 +41,8 @@ type StackChoice struct {
 // stackRecord is what a rollback needs of a file-based stack's change: the backend and its plan
 // (plain data: the on-disk rollback record carries it as RecordStack, the backend by name).
 type stackRecord struct {
-	backend stack.Backend
-	plan    *stack.Plan
+	backend netstack.Backend
+	plan    *netstack.Plan
 }
 
 // RecordStack is a file-based stack's change in the on-disk rollback Record.
@@ -50,7 +50,7 @@ type RecordStack struct {
 	// Backend name ("netplan", "networkd", "ifupdown").
 	Backend string `json:"backend"`
 	// Plan the backend applied; its Undo/Redo commands run on restore.
-	Plan *stack.Plan `json:"plan"`
+	Plan *netstack.Plan `json:"plan"`
 }
 
 // stackRecords returns the plan's stack steps.
@@ -69,9 +69,9 @@ func (a *Applier) chooseStacks(ctx context.Context, r Request, in *Inputs) {
 	if a.o.Stacks == nil {
 		return
 	}
-	var nics []stack.NIC
+	var nics []netstack.NIC
 	for _, n := range in.NICs {
-		nics = append(nics, stack.NIC{Name: n.Name, MAC: strings.ToLower(n.MAC)})
+		nics = append(nics, netstack.NIC{Name: n.Name, MAC: strings.ToLower(n.MAC)})
 	}
 	in.Stacks = map[string]StackChoice{}
 	for _, act := range r.Actions {
@@ -84,7 +84,7 @@ func (a *Applier) chooseStacks(ctx context.Context, r Request, in *Inputs) {
 		default:
 			continue
 		}
-		if _, done := in.Stacks[mac]; done || !slices.ContainsFunc(nics, func(n stack.NIC) bool { return n.MAC == mac }) {
+		if _, done := in.Stacks[mac]; done || !slices.ContainsFunc(nics, func(n netstack.NIC) bool { return n.MAC == mac }) {
 			continue
 		}
 		c, err := a.o.Stacks.Choose(ctx, nics, mac)
@@ -98,12 +98,12 @@ func (a *Applier) chooseStacks(ctx context.Context, r Request, in *Inputs) {
 
 // fileStack returns the file-based backend chosen for mac, nil for NetworkManager, or the error
 // that forbids any change to the NIC.
-func (p *planner) fileStack(mac string) (*stack.Choice, error) {
+func (p *planner) fileStack(mac string) (*netstack.Choice, error) {
 	sc, ok := p.in.Stacks[mac]
 	if !ok {
 		return nil, nil
 	}
-	if errors.Is(sc.Err, stack.ErrOptedOut) {
+	if errors.Is(sc.Err, netstack.ErrOptedOut) {
 		return nil, fmt.Errorf("%w: %v", ErrOptedOut, sc.Err)
 	}
 	if sc.Err != nil {
@@ -117,21 +117,21 @@ func (p *planner) fileStack(mac string) (*stack.Choice, error) {
 
 // ensureStack plans a file-based stack's change for nic: its files through the file store (header,
 // backup, state, snapshot), then one step running the backend and waiting for IPv4.
-func (p *planner) ensureStack(c *stack.Choice, nic NIC, a EnsureAction) error {
+func (p *planner) ensureStack(c *netstack.Choice, nic NIC, a EnsureAction) error {
 	if !ifnameRe.MatchString(nic.Name) {
 		// The name goes into file names and command arguments.
 		return fmt.Errorf("%w: interface name %q is not one kvmnet writes stack files for; nothing was changed", ErrPrecondition, nic.Name)
 	}
-	t := stack.Target{NIC: stack.NIC{Name: nic.Name, MAC: strings.ToLower(nic.MAC)}, IPv6: a.IPv6Method, Pending: map[string][]byte{}}
+	t := netstack.Target{NIC: netstack.NIC{Name: nic.Name, MAC: strings.ToLower(nic.MAC)}, IPv6: a.IPv6Method, Pending: map[string][]byte{}}
 	for _, n := range p.in.NICs {
-		t.All = append(t.All, stack.NIC{Name: n.Name, MAC: strings.ToLower(n.MAC)})
+		t.All = append(t.All, netstack.NIC{Name: n.Name, MAC: strings.ToLower(n.MAC)})
 	}
 	for _, path := range p.plan.FilePaths() {
 		t.Pending[path] = p.files[path]
 	}
 	sp, err := c.Backend.Plan(t)
 	if err != nil {
-		if errors.Is(err, stack.ErrConflict) {
+		if errors.Is(err, netstack.ErrConflict) {
 			return fmt.Errorf("%w: %v", ErrPrecondition, err)
 		}
 		return fmt.Errorf("%w: %s backend: %v; nothing was changed", ErrPrecondition, c.Backend.Name(), err)
@@ -287,7 +287,7 @@ func (NetAddrs) IPv4(ifname string) ([]string, error) {
 	return out, nil
 }
 
-func planName(p *stack.Plan) string {
+func planName(p *netstack.Plan) string {
 	if p == nil {
 		return ""
 	}

@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
-	"github.com/kvmnet/kvmnet/agent/stack"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
+	"github.com/kvmnet/kvmnet/agent/netstack"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
-// cmdLog is a stack.Runner that records commands and fails the ones in fail with their output.
+// cmdLog is a netstack.Runner that records commands and fails the ones in fail with their output.
 type cmdLog struct {
 	mu   sync.Mutex
 	ran  []string
@@ -73,7 +73,7 @@ type stackEnv struct {
 }
 
 // newStackEnv is a netplan guest (Debian cloud style) whose NIC ens2 has MAC mac1 while the user's
-// netplan file names ens3: the real agent/stack backends over a temporary root, fake commands.
+// netplan file names ens3: the real agent/netstack backends over a temporary root, fake commands.
 func newStackEnv(t *testing.T, fx map[string]string, cfg config.Config) *stackEnv {
 	t.Helper()
 	root := t.TempDir()
@@ -87,15 +87,15 @@ func newStackEnv(t *testing.T, fx map[string]string, cfg config.Config) *stackEn
 			t.Fatal(err)
 		}
 	}
-	store, err := files.New(files.Options{Root: root})
+	store, err := managedfile.New(managedfile.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	det, err := stack.New(stack.Options{Root: root})
+	det, err := netstack.New(netstack.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sel := stack.NewSelector(det, stack.NewChooser([]stack.Backend{stack.NewNetplan(root), stack.NewNetworkd(root), stack.NewIfupdown(root)}, cfg.DisabledStacks()))
+	sel := netstack.NewSelector(det, netstack.NewChooser([]netstack.Backend{netstack.NewNetplan(root), netstack.NewNetworkd(root), netstack.NewIfupdown(root)}, cfg.DisabledStacks()))
 	ad := &addrs{v4: map[string][]string{}}
 	cmds := &cmdLog{fail: map[string]string{}}
 	cmds.onRun = func(cmd string) {
@@ -157,13 +157,13 @@ func TestNetplanApplyRollback(t *testing.T) {
 		t.Fatalf("commands %q", got)
 	}
 	own := e.read(t, "etc/netplan/90-kvmnet.yaml")
-	if !strings.HasPrefix(own, files.Header) || !strings.Contains(own, `macaddress: "`+mac1+`"`) {
+	if !strings.HasPrefix(own, managedfile.Header) || !strings.Contains(own, `macaddress: "`+mac1+`"`) {
 		t.Fatalf("own file %q", own)
 	}
 	if fi, _ := os.Stat(filepath.Join(e.root, "etc/netplan/90-kvmnet.yaml")); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v", fi.Mode())
 	}
-	if user := e.read(t, "etc/netplan/50-cloud-init.yaml"); !strings.HasPrefix(user, files.Header) || strings.Contains(user, "    ens3:") {
+	if user := e.read(t, "etc/netplan/50-cloud-init.yaml"); !strings.HasPrefix(user, managedfile.Header) || strings.Contains(user, "    ens3:") {
 		t.Fatalf("user file not neutralised: %q", user)
 	}
 	last := resp.Changes[len(resp.Changes)-1]
@@ -285,7 +285,7 @@ func TestStackResumeAfterKill(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newStackEnv(t, map[string]string{"etc/netplan/50-cloud-init.yaml": userNetplan}, config.Default())
-			rec := FileRecords{Path: filepath.Join(e.root, files.DefaultStateDir, RecordFile)}
+			rec := FileRecords{Path: filepath.Join(e.root, managedfile.DefaultStateDir, RecordFile)}
 			e.a.o.Records, e.a.o.Sysctl = rec, ProcSysctl{Root: e.root}
 			setBoot(t, e.root, "boot-1")
 			if _, err := e.a.Apply(context.Background(), fixReq(false)); err != nil {

@@ -71,7 +71,7 @@ func Default() Config {
 	}
 }
 
-// DisabledStacks lists the network stacks whose manage_* key is false (agent/stack's names).
+// DisabledStacks lists the network stacks whose manage_* key is false (agent/netstack's names).
 func (c Config) DisabledStacks() []string {
 	var out []string
 	if !c.ManageNetplan {

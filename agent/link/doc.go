@@ -8,5 +8,5 @@
 //
 // Watch is event-driven only: it blocks in netlink subscriptions and never wakes up on a timer.
 //
-// It must never import NetworkManager, D-Bus or file-writing code (agent/files): it only reads.
+// It must never import NetworkManager, D-Bus or file-writing code (agent/managedfile): it only reads.
 package link

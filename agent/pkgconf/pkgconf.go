@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
@@ -26,7 +26,7 @@ const (
 	aptKey      = "acquire::forceipv4"
 )
 
-// RenderApt returns the body of AptFile (agent/files adds the managed header; apt reads "#" lines
+// RenderApt returns the body of AptFile (agent/managedfile adds the managed header; apt reads "#" lines
 // as comments).
 func RenderApt() []byte {
 	return []byte(`// Written by kvmnet (Apply set_package_manager_ipv4 force=true): download packages over IPv4
@@ -36,15 +36,15 @@ Acquire::ForceIPv4 "true";
 }
 
 // Manager reads the apt and dnf IPv4 settings under one root. The changes are agent/apply's (it
-// renders them with RenderApt and RenderDnf and writes them through agent/files).
+// renders them with RenderApt and RenderDnf and writes them through agent/managedfile).
 type Manager struct {
 	root  string
-	files *files.Store // read only: whether kvmnet manages dnf.conf
+	files *managedfile.Store // read only: whether kvmnet manages dnf.conf
 }
 
 // New returns a Manager reading under root, and kvmnet's records of its files in store (whose root
 // should be the same).
-func New(root string, store *files.Store) (*Manager, error) {
+func New(root string, store *managedfile.Store) (*Manager, error) {
 	if root == "" || store == nil {
 		return nil, errors.New("pkgconf: a root directory and a file store are required")
 	}
@@ -104,7 +104,7 @@ func (m *Manager) readApt() aptState {
 			st.parseErrs = append(st.parseErrs, fmt.Errorf("parse %s: %w", guest, err))
 		}
 		if guest == AptFile {
-			st.ownFile, st.ownHeader = true, files.HasHeader(b)
+			st.ownFile, st.ownHeader = true, managedfile.HasHeader(b)
 		}
 		for _, s := range settings {
 			switch {
@@ -166,7 +166,7 @@ func (d dnfState) state() kvmnetv1.ConfigFileState {
 	switch {
 	case !d.installed:
 		return kvmnetv1.ConfigFileState_CONFIG_FILE_STATE_NOT_INSTALLED
-	case d.v4 && d.managed && files.HasHeader(d.content):
+	case d.v4 && d.managed && managedfile.HasHeader(d.content):
 		return kvmnetv1.ConfigFileState_CONFIG_FILE_STATE_KVMNET
 	case d.v4:
 		return kvmnetv1.ConfigFileState_CONFIG_FILE_STATE_OTHER

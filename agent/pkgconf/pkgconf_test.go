@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
@@ -17,8 +17,8 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestRenderAptGolden(t *testing.T) {
-	golden(t, "99kvmnet-force-ipv4.golden", files.WithHeader(RenderApt()))
-	ss, err := parseApt(string(files.WithHeader(RenderApt())))
+	golden(t, "99kvmnet-force-ipv4.golden", managedfile.WithHeader(RenderApt()))
+	ss, err := parseApt(string(managedfile.WithHeader(RenderApt())))
 	if err != nil || settingsString(ss) != "acquire::forceipv4=true" {
 		t.Fatalf("rendered file does not parse as apt config: %v %v", ss, err)
 	}
@@ -78,7 +78,7 @@ func makeRoot(t *testing.T, fx fixture) string {
 
 func newManager(t *testing.T, root string) *Manager {
 	t.Helper()
-	store, err := files.New(files.Options{Root: root})
+	store, err := managedfile.New(managedfile.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ const (
 )
 
 func TestState(t *testing.T) {
-	own := string(files.WithHeader(RenderApt()))
+	own := string(managedfile.WithHeader(RenderApt()))
 	tests := []struct {
 		name      string
 		fx        fixture

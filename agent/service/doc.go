@@ -1,6 +1,6 @@
 // Package service implements kvmnetv1.AgentServer: it assembles GetState from the sensors
-// (agent/link, agent/stack, agent/sysctl, agent/pkgconf, agent/dns, agent/qga, agent/osinfo,
-// agent/files) and agent/nm, runs checks through agent/checks, hands Apply/Confirm/Rollback to
+// (agent/link, agent/netstack, agent/sysctl, agent/pkgconf, agent/dns, agent/qga, agent/osinfo,
+// agent/managedfile) and agent/nm, runs checks through agent/checks, hands Apply/Confirm/Rollback to
 // agent/apply, and streams Watch events merged from netlink, NetworkManager signals and checkpoints.
 //
 // Every dependency sits behind a small interface in Options so unit tests use fakes; New wires the

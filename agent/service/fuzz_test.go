@@ -24,7 +24,7 @@ import (
 	"github.com/kvmnet/kvmnet/agent/apply"
 	"github.com/kvmnet/kvmnet/agent/checks"
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	"github.com/kvmnet/kvmnet/agent/pkgconf"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
@@ -320,7 +320,7 @@ func tree(t *testing.T, root string) map[string]string {
 // state directory (backups and state.json live there).
 func changedPaths(before, after map[string]string) []string {
 	var out []string
-	sd := strings.TrimPrefix(files.DefaultStateDir, "/")
+	sd := strings.TrimPrefix(managedfile.DefaultStateDir, "/")
 	for p, v := range after {
 		if before[p] != v && p != sd && !strings.HasPrefix(p, sd+"/") && !strings.HasPrefix(sd, p+"/") {
 			out = append(out, p)
@@ -395,7 +395,7 @@ func newFuzzEnv(t *testing.T, opts uint8) *fuzzEnv {
 	if err := os.WriteFile(filepath.Join(root, "etc/apt/apt.conf.d/70debconf"), []byte("DPkg::Pre-Install-Pkgs {};\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store, err := files.New(files.Options{Root: root})
+	store, err := managedfile.New(managedfile.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}

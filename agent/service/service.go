@@ -15,14 +15,14 @@ import (
 	"github.com/kvmnet/kvmnet/agent/checks"
 	"github.com/kvmnet/kvmnet/agent/config"
 	"github.com/kvmnet/kvmnet/agent/dns"
-	"github.com/kvmnet/kvmnet/agent/files"
 	"github.com/kvmnet/kvmnet/agent/link"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
+	"github.com/kvmnet/kvmnet/agent/netstack"
+	"github.com/kvmnet/kvmnet/agent/netstack/cmdrun"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	"github.com/kvmnet/kvmnet/agent/osinfo"
 	"github.com/kvmnet/kvmnet/agent/pkgconf"
 	"github.com/kvmnet/kvmnet/agent/qga"
-	"github.com/kvmnet/kvmnet/agent/stack"
-	"github.com/kvmnet/kvmnet/agent/stack/cmdrun"
 	"github.com/kvmnet/kvmnet/agent/sysctl"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"github.com/vishvananda/netlink"
@@ -47,7 +47,7 @@ type NetworkManager interface {
 	Close() error
 }
 
-// StackAnnotator sets Stack/StackDetail on interfaces (agent/stack's *Detector).
+// StackAnnotator sets Stack/StackDetail on interfaces (agent/netstack's *Detector).
 type StackAnnotator interface {
 	Annotate(ctx context.Context, ifaces []*kvmnetv1.Interface) error
 }
@@ -109,11 +109,11 @@ type Options struct {
 	Checks  CheckRunner
 	Files   apply.Files
 	Sysctl  apply.Sysctl
-	// Stacks chooses the network stack backend per NIC (default: agent/stack's netplan, networkd
+	// Stacks chooses the network stack backend per NIC (default: agent/netstack's netplan, networkd
 	// and ifupdown backends under Config.Root, with the manage_* opt-outs).
 	Stacks apply.Stacks
 	// Runner runs the stacks' commands (default: os/exec).
-	Runner stack.Runner
+	Runner netstack.Runner
 	// Addrs reads NIC addresses for the stacks' lease wait (default: the standard library).
 	Addrs apply.AddrReader
 	// Records keeps a pending checkpoint's rollback record; default apply.FileRecords in the state
@@ -175,7 +175,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s.probe = &nmProbe{c: s.o.NM}
 	if s.o.Stack == nil {
-		if s.o.Stack, err = stack.New(stack.Options{Root: root, NM: s.probe}); err != nil {
+		if s.o.Stack, err = netstack.New(netstack.Options{Root: root, NM: s.probe}); err != nil {
 			return fail("stack detection", err)
 		}
 	}
@@ -184,9 +184,9 @@ func New(opts Options) (*Service, error) {
 			return fail("ipv6 reader", err)
 		}
 	}
-	var store *files.Store
+	var store *managedfile.Store
 	if s.o.Files == nil || s.o.PkgConf == nil {
-		store, err = files.New(files.Options{Root: root, StateDir: opts.Config.StateDir, Logger: opts.Logger})
+		store, err = managedfile.New(managedfile.Options{Root: root, StateDir: opts.Config.StateDir, Logger: opts.Logger})
 		if err != nil {
 			return fail("file store", err)
 		}
@@ -221,12 +221,12 @@ func New(opts Options) (*Service, error) {
 		s.o.Sysctl = apply.ProcSysctl{Root: root}
 	}
 	if s.o.Stacks == nil {
-		det, err := stack.New(stack.Options{Root: root, NM: s.probe})
+		det, err := netstack.New(netstack.Options{Root: root, NM: s.probe})
 		if err != nil {
 			return fail("stack selection", err)
 		}
-		backends := []stack.Backend{stack.NewNetplan(root), stack.NewNetworkd(root), stack.NewIfupdown(root)}
-		s.o.Stacks = stack.NewSelector(det, stack.NewChooser(backends, opts.Config.DisabledStacks()))
+		backends := []netstack.Backend{netstack.NewNetplan(root), netstack.NewNetworkd(root), netstack.NewIfupdown(root)}
+		s.o.Stacks = netstack.NewSelector(det, netstack.NewChooser(backends, opts.Config.DisabledStacks()))
 	}
 	if s.o.Runner == nil {
 		s.o.Runner = cmdrun.Exec{}
@@ -238,7 +238,7 @@ func New(opts Options) (*Service, error) {
 	if s.o.Records == nil {
 		sd := opts.Config.StateDir
 		if sd == "" {
-			sd = files.DefaultStateDir
+			sd = managedfile.DefaultStateDir
 		}
 		s.o.Records = apply.FileRecords{Path: filepath.Join(root, sd, apply.RecordFile)}
 	}
@@ -450,7 +450,7 @@ func (n nicLister) NICs() ([]apply.NIC, error) {
 	return out, nil
 }
 
-// nmProbe adapts NetworkManager to agent/stack's NMProbe. While GetState runs it answers from the
+// nmProbe adapts NetworkManager to agent/netstack's NMProbe. While GetState runs it answers from the
 // devices GetState already read (prime), so a hung NetworkManager costs one call timeout, not one
 // per interface.
 type nmProbe struct {

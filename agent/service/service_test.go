@@ -14,7 +14,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/apply"
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"google.golang.org/grpc"
@@ -144,7 +144,7 @@ func newFakeService(t *testing.T, cfg config.Config, n *fakeNM, l *fakeLinks) *S
 	if err := os.MkdirAll(filepath.Join(root, "etc/sysctl.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	store, err := files.New(files.Options{Root: root})
+	store, err := managedfile.New(managedfile.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}

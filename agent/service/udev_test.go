@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/kvmnet/kvmnet/agent/config"
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
 
@@ -35,7 +35,7 @@ func TestGetStateSaysUdevPending(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store, err := files.New(files.Options{Root: root})
+	store, err := managedfile.New(managedfile.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ const PersistentFile = "/etc/sysctl.d/99-kvmnet-disable-ipv6.conf"
 // confDir is the per-interface IPv6 sysctl directory, relative to the root.
 const confDir = "proc/sys/net/ipv6/conf"
 
-// RenderDisable returns the body of PersistentFile (agent/files adds the managed header).
+// RenderDisable returns the body of PersistentFile (agent/managedfile adds the managed header).
 func RenderDisable() []byte {
 	return []byte(`# IPv6 is disabled because kvmnet was asked to (Apply set_ipv6 disable=true): NATed guests often
 # get IPv6 addresses that route nowhere, and package managers then hang on IPv6 first.

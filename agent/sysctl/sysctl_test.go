@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kvmnet/kvmnet/agent/files"
+	"github.com/kvmnet/kvmnet/agent/managedfile"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 	"github.com/kvmnet/kvmnet/scripts/lab/testenv/goldenfile"
 )
@@ -16,7 +16,7 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestRenderDisableGolden(t *testing.T) {
-	golden(t, "99-kvmnet-disable-ipv6.conf.golden", files.WithHeader(RenderDisable()))
+	golden(t, "99-kvmnet-disable-ipv6.conf.golden", managedfile.WithHeader(RenderDisable()))
 }
 
 // procRoot lays out <root>/proc/sys/net/ipv6/conf/<scope>/disable_ipv6 with the given values.
@@ -90,7 +90,7 @@ func TestState(t *testing.T) {
 			if tc.persistent {
 				p := filepath.Join(root, PersistentFile)
 				_ = os.MkdirAll(filepath.Dir(p), 0o755)
-				_ = os.WriteFile(p, files.WithHeader(RenderDisable()), 0o644)
+				_ = os.WriteFile(p, managedfile.WithHeader(RenderDisable()), 0o644)
 			}
 			r, _ := NewReader(root)
 			got, err := r.State(tc.ifaces, tc.routes)

@@ -587,7 +587,7 @@ func (gc *guestCtx) guestNIC(n *nicCtx) {
 	profs := gc.profilesFor(it)
 	base := []string{ev("ifname", it.GetName()), ev("oper_state", it.GetOperState()), ev("lease", leaseStr(n.lease)), ev("profiles", describeProfiles(profs))}
 	if st := stackName(it); st != "" {
-		// Stack-neutral codes; which stack, file and stanza are evidence (agent/stack's words).
+		// Stack-neutral codes; which stack, file and stanza are evidence (agent/netstack's words).
 		base = append(base, ev("stack", st), ev("stack_detail", it.GetStackDetail()))
 	}
 	var v4 []string

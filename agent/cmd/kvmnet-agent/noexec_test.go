@@ -16,9 +16,9 @@ var execAllowed = map[string]string{
 	// bus (agent/nm: fixed address or $DBUS_SYSTEM_BUS_ADDRESS), so that path is never taken.
 	"github.com/godbus/dbus/v5": "session-bus autolaunch only",
 	// The network stacks' tools (netplan, networkctl, systemctl, journalctl) only, with arguments
-	// agent/stack builds from kernel interface names and fixed words; other programs and arguments
+	// agent/netstack builds from kernel interface names and fixed words; other programs and arguments
 	// with unusual characters are refused (cmdrun_test.go).
-	"github.com/kvmnet/kvmnet/agent/stack/cmdrun": "allow-listed network stack tools only",
+	"github.com/kvmnet/kvmnet/agent/netstack/cmdrun": "allow-listed network stack tools only",
 }
 
 // TestNoShellOuts: the agent never starts processes from what it is sent. No package of the agent

@@ -1,4 +1,4 @@
-package stack
+package netstack
 
 import (
 	"context"
@@ -37,7 +37,7 @@ type Target struct {
 	Pending map[string][]byte
 }
 
-// FileChange is one file a backend writes. Files are written through agent/files (header, backup,
+// FileChange is one file a backend writes. Files are written through agent/managedfile (header, backup,
 // state, snapshot for rollback), never by the backend itself.
 type FileChange struct {
 	// Path as the guest sees it.

@@ -1,4 +1,4 @@
-package files
+package managedfile
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ var ErrNotAllowed = errors.New("path not allowed")
 
 // DefaultAllowed returns the directories, relative to the root, whose direct children the agent may
 // write: sysctl.d (IPv6), apt.conf.d (apt ForceIPv4), /etc/dnf (dnf.conf ip_resolve), and the
-// network stacks' directories (agent/stack's backends): /etc/netplan, /etc/systemd/network,
+// network stacks' directories (agent/netstack's backends): /etc/netplan, /etc/systemd/network,
 // /etc/network (interfaces) and /etc/network/interfaces.d.
 func DefaultAllowed() []string {
 	return []string{"etc/sysctl.d", "etc/apt/apt.conf.d", "etc/dnf",

@@ -1,4 +1,4 @@
-// Package files is the only way kvmnet-agent writes files in the guest.
+// Package managedfile is the only way kvmnet-agent writes files in the guest.
 //
 // It owns: atomic writes (temporary file in the same directory, fsync, rename, fsync of the
 // directory), the "managed by kvmnet" header every written file carries, the backup of a file's
@@ -14,4 +14,4 @@
 //
 // It must never import NetworkManager, netlink, gRPC or the wire API (proto/): it knows files,
 // nothing else; callers turn a Result into a kvmnetv1.Change.
-package files
+package managedfile

@@ -1,5 +1,5 @@
 // Package cmdrun is the agent's one way to start a process: the network stacks' own tools
-// (netplan, networkctl, systemctl, journalctl) with argument vectors that agent/stack builds from
+// (netplan, networkctl, systemctl, journalctl) with argument vectors that agent/netstack builds from
 // kernel interface names and fixed words. It refuses any other program and any argument with
 // characters outside a conservative set, so nothing that arrives over the wire can become a command
 // line. Output is bounded (64 KiB) and time by the caller's context.

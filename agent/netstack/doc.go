@@ -1,4 +1,4 @@
-// Package stack decides which software configures each network interface of the guest:
+// Package netstack decides which software configures each network interface of the guest:
 // NetworkManager (asked through the small NMProbe interface; agent/nm answers it), systemd-networkd
 // (its runtime state under /run/systemd/netif and its .network files), ifupdown
 // (/etc/network/interfaces with source/source-directory includes), netplan (renderer in
@@ -14,9 +14,9 @@
 // per file (netplanbackend.go, networkdbackend.go, ifupdownbackend.go), and the Chooser that picks
 // the backend per NIC from the detection (two stacks claiming one NIC: ErrConflict naming both with
 // their files, nothing written). A backend only plans files and runs its stack's commands through
-// the injected Runner (cmdrun in production); agent/apply writes the files through agent/files
+// the injected Runner (cmdrun in production); agent/apply writes the files through agent/managedfile
 // (header, backup, state, snapshot) and rolls them back. NetworkManager stays agent/apply's
 // profile/checkpoint path: Chooser answers NameNetworkManager with no Backend.
 //
 // It must never import D-Bus, netlink or file-writing code.
-package stack
+package netstack
