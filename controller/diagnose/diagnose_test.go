@@ -192,7 +192,7 @@ func cases() []tcase {
 			s.Firewall.Flows[0] = snapshot.Flow{Network: "default", Kind: "egress", Verdict: snapshot.VerdictReject, Chain: "nftables inet firewalld filter_FWD_public",
 				Rule: "reject", FirewalldZone: "public"}
 		}, codes: []Code{CodeFirewalldZoneMissing}, healthy: ptr(false),
-			finding: &want{code: CodeFirewalldZoneMissing, sev: SeverityError, subject: "host", summary: []string{"(virbr0 in zone public) out of libvirt's zone", "DHCP reject in zone public"},
+			finding: &want{code: CodeFirewalldZoneMissing, sev: SeverityError, subject: "host", summary: []string{"out of libvirt's zone: virbr0 (network default) is in zone public", "DHCP reject in zone public"},
 				fix: "host fix --only firewalld_zone_missing", evidence: []string{"libvirt_zone=true", "bridge_zones=virbr0:public", "networks=default"}}},
 		{name: "firewalld_policy_reject_forward", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			s.Firewall.Firewalld = snapshot.Firewalld{Running: true, LibvirtZone: true, DefaultZone: "public", InterfaceZones: map[string]string{"virbr0": "libvirt"},

@@ -37,7 +37,7 @@ func (d *diag) firewalld(fw snapshot.Firewall) {
 		bridges = append(bridges, n.Bridge)
 		if known {
 			zones = append(zones, n.Bridge+":"+zone)
-			placed = append(placed, n.Bridge+" in zone "+zone)
+			placed = append(placed, fmt.Sprintf("%s (network %s) is in zone %s", n.Bridge, n.Name, zone))
 		}
 		if flow != nil {
 			blocked = append(blocked, fmt.Sprintf("%s %s in zone %s (%s)", strings.ToUpper(flow.Kind), flow.Verdict, flow.FirewalldZone, flow.Rule))
@@ -53,14 +53,13 @@ func (d *diag) firewalld(fw snapshot.Firewall) {
 		d.fwdZone[n.Name] = true
 		d.affectNet(n.Name, CodeFirewalldZoneMissing)
 	}
-	where := "the default zone " + orNone(fw.Firewalld.DefaultZone)
+	where := fmt.Sprintf("the bridges of %s are in the default zone %s", strings.Join(names(hit), ", "), orNone(fw.Firewalld.DefaultZone))
 	if len(placed) > 0 {
 		where = strings.Join(placed, ", ")
 	}
-	summary := fmt.Sprintf("firewalld runs but has no \"libvirt\" zone: the bridges of %s are in %s, which rejects guests' DHCP and DNS",
-		strings.Join(names(hit), ", "), where)
+	summary := fmt.Sprintf("firewalld runs but has no \"libvirt\" zone: %s, which rejects guests' DHCP and DNS", where)
 	if fw.Firewalld.LibvirtZone {
-		summary = fmt.Sprintf("firewalld has the bridge of %s (%s) out of libvirt's zone", strings.Join(names(hit), ", "), where)
+		summary = fmt.Sprintf("firewalld has a libvirt bridge out of libvirt's zone: %s", where)
 	}
 	if len(blocked) > 0 {
 		summary += ": " + strings.Join(blocked, "; ")

@@ -105,7 +105,7 @@ func TestFirewalld(t *testing.T) {
 	t.Run("libvirt zone removed", func(t *testing.T) {
 		script("zone-remove")
 		defer script("zone-restore")
-		detectFixed(t, "firewalld_zone_missing", []string{`no "libvirt" zone`, "virbr0 in zone public", "reject in zone public"},
+		detectFixed(t, "firewalld_zone_missing", []string{`no "libvirt" zone`, "virbr0 (network default) is in zone public", "DHCP reject in zone public"},
 			[]string{"firewall-cmd --permanent --new-zone=libvirt", "--zone=libvirt --change-interface=virbr0", "warning: the bridge virbr0 is bound"})
 	})
 
