@@ -2,10 +2,12 @@
 //
 // It owns: validation of the request (MACs, timeouts within bounds, the config opt-outs), the pure
 // plan computation (Compute: request + current state → ordered Steps, each with a readable Change),
-// and execution (Applier): NetworkManager changes inside an NM checkpoint, file changes through
-// agent/managedfile with a snapshot, live sysctls with their old values, an agent-side timer that rolls
-// everything back unless Confirm arrives in time, and Rollback on request or on any failed step.
-// Every change is logged.
+// and execution (Applier): every NIC through the backend agent/netstack chose for it, NetworkManager
+// (profiles planned here from its state, activated by its backend, all inside its checkpoint, which
+// the backend's Checkpointer makes, re-arms, destroys and rolls back) or a file-based stack; file
+// changes through agent/managedfile with a snapshot, live sysctls with their old values, an
+// agent-side timer that rolls everything back unless Confirm arrives in time, and Rollback on request
+// or on any failed step. Every change is logged.
 //
 // NetworkManager restarting (stopped and started again, as `systemctl restart NetworkManager` does)
 // loses its checkpoints, which live in its memory only, while its saved profiles survive on disk. The
@@ -42,5 +44,6 @@
 // it takes the checkpoint over until its deadline.
 //
 // It must never import gRPC server code or netlink: the current NICs come through the NICLister seam
-// and NetworkManager through the NM interface (agent/nm's *Client satisfies it).
+// and NetworkManager through agent/netstack's NetworkManager backend (Options.Stacks', or one built
+// over Options.NM, which agent/nm's *Client satisfies).
 package apply

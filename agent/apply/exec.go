@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	gonm "github.com/Wifx/gonetworkmanager/v2"
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/config"
 	"github.com/kvmnet/kvmnet/agent/managedfile"
@@ -25,20 +24,18 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// NM is what the Applier needs from NetworkManager; *nm.Client satisfies it.
-type NM interface {
-	State(ctx context.Context) (nm.State, error)
-	Settings(ctx context.Context, path dbus.ObjectPath) (nm.Settings, error)
-	AddProfile(ctx context.Context, s nm.Settings) (dbus.ObjectPath, error)
-	UpdateProfile(ctx context.Context, path dbus.ObjectPath, s nm.Settings) error
-	DeleteProfile(ctx context.Context, path dbus.ObjectPath) error
-	ProfileByUUID(ctx context.Context, uuid string) (dbus.ObjectPath, error)
-	Activate(ctx context.Context, conn, dev dbus.ObjectPath) (dbus.ObjectPath, error)
-	WaitIPv4(ctx context.Context, dev, ac dbus.ObjectPath, timeout time.Duration) ([]string, error)
-	CheckpointCreate(ctx context.Context, devices []dbus.ObjectPath, rollbackTimeout time.Duration, flags gonm.NmCheckpointCreateFlags) (dbus.ObjectPath, error)
-	CheckpointDestroy(ctx context.Context, cp dbus.ObjectPath) error
-	CheckpointRollback(ctx context.Context, cp dbus.ObjectPath) (map[string]uint32, error)
-	CheckpointAdjust(ctx context.Context, cp dbus.ObjectPath, timeout time.Duration) error
+// NM is what the Applier needs from NetworkManager; *nm.Client satisfies it. It is the
+// NetworkManager backend's client (agent/netstack's NMClient).
+type NM = netstack.NMClient
+
+// NMStack is the NetworkManager backend the Applier drives (agent/netstack's *NetworkManager): a
+// Backend whose Apply activates kvmnet's profile, a Checkpointer for NetworkManager's checkpoint,
+// and the client the planner reads NetworkManager's state with.
+type NMStack interface {
+	netstack.Backend
+	netstack.Checkpointer
+	// Client is NetworkManager's client (nil: none).
+	Client() netstack.NMClient
 }
 
 // Files is what the Applier needs from the file store; *managedfile.Store satisfies it.
@@ -76,7 +73,9 @@ const NMMargin = 5 * time.Second
 type Options struct {
 	// Config gives the opt-outs and the default rollback timeout.
 	Config config.Config
-	// NM is NetworkManager (nil: every profile action fails with a clear error).
+	// NM is NetworkManager's client, for the NetworkManager backend built when Stacks has none
+	// (Stacks.Backend(netstack.NameNetworkManager)); nil with neither: every profile action fails
+	// with a clear error.
 	NM NM
 	// Files is the file store.
 	Files Files
@@ -111,6 +110,8 @@ type Options struct {
 type Applier struct {
 	o   Options
 	log *slog.Logger
+	// nmb is the NetworkManager backend: every NetworkManager change goes through it (nil: none).
+	nmb NMStack
 
 	// op (a one-slot semaphore) serialises Apply, Confirm, Rollback, expiry and Close (an Apply may
 	// wait minutes for IPv4); a caller waiting for it gives up with its context. pmu guards the
@@ -179,7 +180,24 @@ func New(o Options) *Applier {
 		l = slog.New(slog.DiscardHandler)
 	}
 	stop, stopNow := context.WithCancel(context.Background())
-	return &Applier{o: o, log: l, op: make(chan struct{}, 1), stop: stop, stopNow: stopNow}
+	a := &Applier{o: o, log: l, op: make(chan struct{}, 1), stop: stop, stopNow: stopNow}
+	if o.Stacks != nil {
+		if b, ok := o.Stacks.Backend(netstack.NameNetworkManager).(NMStack); ok && b.Client() != nil {
+			a.nmb = b
+		}
+	}
+	if a.nmb == nil && o.NM != nil {
+		a.nmb = netstack.NewNetworkManager(o.NM, l)
+	}
+	return a
+}
+
+// nmc is the NetworkManager backend's client, nil when there is none.
+func (a *Applier) nmc() NM {
+	if a.nmb == nil {
+		return nil
+	}
+	return a.nmb.Client()
 }
 
 // Gather reads the current state a plan needs.
@@ -188,10 +206,10 @@ func (a *Applier) Gather(ctx context.Context, root string) Inputs {
 	if a.o.NICs != nil {
 		in.NICs, _ = a.o.NICs.NICs()
 	}
-	if a.o.NM == nil {
+	if a.nmc() == nil {
 		in.NMErr = errors.New("no NetworkManager client configured")
 	} else {
-		in.NM, in.NMErr = a.o.NM.State(ctx)
+		in.NM, in.NMErr = a.nmc().State(ctx)
 		links := make([]nm.Link, 0, len(in.NICs))
 		for _, n := range in.NICs {
 			links = append(links, nm.Link{Name: n.Name, MAC: n.MAC})
@@ -297,7 +315,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	// already know which stacks' commands a restore re-runs (harmless for one that never ran).
 	p.stacks = plan.stackRecords()
 	if plan.NeedsNM() {
-		if a.o.NM == nil {
+		if a.nmb == nil {
 			return nil, fmt.Errorf("%w: no NetworkManager client", ErrPrecondition)
 		}
 		// The NetworkManager process is noted before the checkpoint is made: one that crashes or
@@ -306,7 +324,8 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 		// go unnoticed). A restart before CheckpointCreate only makes a rollback restore from the
 		// agent's record, which is always safe.
 		p.nmOwner = a.nmInstance(ctx)
-		p.nmCP, err = a.o.NM.CheckpointCreate(ctx, nil, plan.MaxWait()+r.RollbackTimeout+NMMargin, nm.CheckpointFlags)
+		cp, err := a.nmb.Begin(ctx, plan.MaxWait()+r.RollbackTimeout+NMMargin)
+		p.nmCP = dbus.ObjectPath(cp)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v; nothing was changed", ErrPrecondition, err)
 		}
@@ -346,7 +365,7 @@ func (a *Applier) Apply(ctx context.Context, req *kvmnetv1.ApplyRequest) (*kvmne
 	}
 	if p.nmCP != "" {
 		last := len(plan.Steps) - 1
-		if err := a.o.NM.CheckpointAdjust(ctx, p.nmCP, r.RollbackTimeout+NMMargin); err != nil {
+		if err := a.nmb.Rearm(ctx, string(p.nmCP), r.RollbackTimeout+NMMargin); err != nil {
 			return nil, a.abort(ctx, p, last, plan.Steps[last], fmt.Errorf("re-arm NetworkManager's checkpoint for the verification window: %w", err), r.RollbackTimeout)
 		}
 	}
@@ -372,10 +391,10 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		if err := a.save(p); err != nil {
 			return err
 		}
-		_, err := a.o.NM.AddProfile(ctx, s.Spec.NewSettings(uuid))
+		_, err := a.nmc().AddProfile(ctx, s.Spec.NewSettings(uuid))
 		return err
 	case OpUpdateProfile:
-		old, err := a.o.NM.Settings(ctx, s.Profile.Path)
+		old, err := a.nmc().Settings(ctx, s.Profile.Path)
 		if err != nil {
 			return err
 		}
@@ -383,9 +402,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		if err := a.save(p); err != nil {
 			return err
 		}
-		return a.o.NM.UpdateProfile(ctx, s.Profile.Path, s.Spec.UpdateSettings(old))
+		return a.nmc().UpdateProfile(ctx, s.Profile.Path, s.Spec.UpdateSettings(old))
 	case OpDeleteProfile:
-		old, err := a.o.NM.Settings(ctx, s.Profile.Path)
+		old, err := a.nmc().Settings(ctx, s.Profile.Path)
 		if err != nil {
 			return err
 		}
@@ -393,39 +412,9 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		if err := a.save(p); err != nil {
 			return err
 		}
-		return a.o.NM.DeleteProfile(ctx, s.Profile.Path)
+		return a.nmc().DeleteProfile(ctx, s.Profile.Path)
 	case OpActivate:
-		st, err := a.o.NM.State(ctx)
-		if err != nil {
-			return err
-		}
-		prof, ok := st.ProfileByID(s.Spec.ID())
-		if !ok {
-			return fmt.Errorf("profile %s vanished before activation", s.Spec.ID())
-		}
-		var ac dbus.ObjectPath
-		if s.Fresh && prof.Active && prof.ActiveDevice == s.Spec.InterfaceName {
-			// NetworkManager autoconnected the new profile already: wait for that activation.
-			for _, d := range st.Devices {
-				if d.Path == s.Device.Path {
-					ac = d.ActiveConnection
-				}
-			}
-			a.log.Info("profile autoconnected; waiting for it", "profile", prof.ID, "active", ac)
-		} else {
-			ac, err = a.o.NM.Activate(ctx, prof.Path, s.Device.Path)
-			if err != nil {
-				return err
-			}
-		}
-		start := time.Now()
-		addrs, err := a.o.NM.WaitIPv4(ctx, s.Device.Path, ac, s.Wait)
-		if err != nil {
-			return err
-		}
-		a.log.Info("ipv4 obtained", "interface", s.Spec.InterfaceName, "addresses", strings.Join(addrs, ","), "after", time.Since(start))
-		s.Change.Summary += fmt.Sprintf(": got %s in %s", strings.Join(addrs, ","), time.Since(start).Round(time.Millisecond))
-		return nil
+		return a.execActivate(ctx, s)
 	case OpWriteFile:
 		_, err := a.o.Files.Write(s.Path, s.Body, s.Mode)
 		return err
@@ -454,6 +443,33 @@ func (a *Applier) exec(ctx context.Context, p *pending, s Step) error {
 		return a.o.Sysctl.Set(s.Key, s.Value)
 	}
 	return fmt.Errorf("unknown step kind %d", s.Kind)
+}
+
+// execActivate activates kvmnet's profile through the NetworkManager backend (its plan for the
+// NIC, with the device and wait the planner chose) and waits for IPv4.
+func (a *Applier) execActivate(ctx context.Context, s Step) error {
+	sp, err := a.nmb.Plan(netstack.Target{NIC: netstack.NIC{Name: s.Spec.InterfaceName, MAC: strings.ToLower(s.Spec.MAC)}})
+	if err != nil {
+		return err
+	}
+	if sp.Activate.Profile != s.Spec.ID() {
+		return fmt.Errorf("NetworkManager backend plans profile %s, the planner %s", sp.Activate.Profile, s.Spec.ID())
+	}
+	sp.Activate.Device, sp.Activate.Fresh, sp.Activate.Wait = string(s.Device.Path), s.Fresh, s.Wait
+	start := time.Now()
+	ev, err := a.nmb.Apply(ctx, a.o.Runner, sp)
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	for _, w := range ev {
+		if v, ok := strings.CutPrefix(w, netstack.EvidenceIPv4); ok {
+			addrs = strings.Split(v, ",")
+		}
+	}
+	a.log.Info("ipv4 obtained", "interface", s.Spec.InterfaceName, "addresses", strings.Join(addrs, ","), "after", time.Since(start))
+	s.Change.Summary += fmt.Sprintf(": got %s in %s", strings.Join(addrs, ","), time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // rollback undoes p: NetworkManager's checkpoint, then profiles NetworkManager does not restore by
@@ -534,27 +550,19 @@ func (a *Applier) rollbackNM(ctx context.Context, p *pending) ([]string, error) 
 func (a *Applier) rollbackCheckpoint(ctx context.Context, p *pending) ([]string, error) {
 	var restored []string
 	var errs []error
-	res, err := a.o.NM.CheckpointRollback(ctx, p.nmCP)
-	switch {
-	case err != nil && strings.Contains(err.Error(), "does not exist"):
-		restored = append(restored, "NetworkManager had already rolled back checkpoint "+string(p.nmCP))
-	case err != nil:
+	res, err := a.nmb.Revert(ctx, string(p.nmCP))
+	restored = append(restored, res...)
+	if err != nil {
 		errs = append(errs, err)
-	default:
-		var devs []string
-		for d, r := range res {
-			devs = append(devs, fmt.Sprintf("%s=%d", filepath.Base(d), r))
-		}
-		restored = append(restored, "NetworkManager checkpoint rolled back (devices "+strings.Join(devs, " ")+")")
 	}
 	for _, s := range p.deleted {
 		uuid, _ := s["connection"]["uuid"].Value().(string)
 		id, _ := s["connection"]["id"].Value().(string)
-		if _, err := a.o.NM.ProfileByUUID(ctx, uuid); err == nil {
+		if _, err := a.nmc().ProfileByUUID(ctx, uuid); err == nil {
 			restored = append(restored, "profile "+id+" restored")
 			continue
 		}
-		if _, err := a.o.NM.AddProfile(ctx, nm.WritableCopy(s)); err != nil {
+		if _, err := a.nmc().AddProfile(ctx, nm.WritableCopy(s)); err != nil {
 			errs = append(errs, fmt.Errorf("re-add deleted profile %s: %w", id, err))
 			continue
 		}
@@ -562,16 +570,16 @@ func (a *Applier) rollbackCheckpoint(ctx context.Context, p *pending) ([]string,
 	}
 	for uuid, s := range p.updated {
 		id, _ := s["connection"]["id"].Value().(string)
-		path, err := a.o.NM.ProfileByUUID(ctx, uuid)
+		path, err := a.nmc().ProfileByUUID(ctx, uuid)
 		if err != nil {
 			continue
 		}
-		cur, err := a.o.NM.Settings(ctx, path)
+		cur, err := a.nmc().Settings(ctx, path)
 		if err == nil && nm.ParseProfile(path, cur).String() == nm.ParseProfile(path, s).String() {
 			restored = append(restored, "profile "+id+" restored")
 			continue
 		}
-		if err := a.o.NM.UpdateProfile(ctx, path, nm.WritableCopy(s)); err != nil {
+		if err := a.nmc().UpdateProfile(ctx, path, nm.WritableCopy(s)); err != nil {
 			errs = append(errs, fmt.Errorf("restore settings of profile %s: %w", id, err))
 			continue
 		}
@@ -699,7 +707,7 @@ func (a *Applier) Confirm(ctx context.Context, id string) error {
 		return nil
 	}
 	if p.nmCP != "" {
-		if err := a.o.NM.CheckpointDestroy(ctx, p.nmCP); err != nil {
+		if err := a.nmb.Commit(ctx, string(p.nmCP)); err != nil {
 			// Keep it pending: NetworkManager would still roll back by itself.
 			a.repend(p)
 			return fmt.Errorf("confirm %s: %w", id, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/kvmnet/kvmnet/agent/config"
 	"github.com/kvmnet/kvmnet/agent/managedfile"
+	"github.com/kvmnet/kvmnet/agent/netstack"
 	"github.com/kvmnet/kvmnet/agent/nm"
 	kvmnetv1 "github.com/kvmnet/kvmnet/proto/kvmnet/v1"
 )
@@ -133,6 +134,13 @@ func newEnv(t *testing.T, cfg config.Config) *env {
 	a := New(Options{Config: cfg, NM: f, Files: store, Sysctl: ProcSysctl{Root: root}, NICs: fixedNICs(in.NICs)})
 	t.Cleanup(func() { _ = a.Close() })
 	return &env{root: root, nm: f, a: a}
+}
+
+// setNM swaps NetworkManager's client (and so the NetworkManager backend over it) of a built
+// Applier, for fakes that wrap e.nm.
+func (a *Applier) setNM(c NM) {
+	a.o.NM = c
+	a.nmb = netstack.NewNetworkManager(c, a.log)
 }
 
 func (e *env) read(t *testing.T, rel string) string {

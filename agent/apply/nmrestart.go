@@ -8,17 +8,17 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/kvmnet/kvmnet/agent/netstack"
 	"github.com/kvmnet/kvmnet/agent/nm"
 )
 
-// NMRestarts is implemented by NetworkManager backends that can tell one NetworkManager process
+// NMRestarts is implemented by NetworkManager clients that can tell one NetworkManager process
 // from the next (*nm.Client does, by the unique bus name owning NetworkManager's name). With it the
-// Applier notices a NetworkManager restart — which loses NetworkManager's checkpoint, kept in its
-// memory only — and restores from its own record instead. Without it a restart goes unnoticed.
+// Applier notices a NetworkManager restart (through the backend's Checkpointer.Instance) — which
+// loses NetworkManager's checkpoint, kept in its memory only — and restores from its own record
+// instead, deactivating what it must. Without it a restart goes unnoticed.
 type NMRestarts interface {
-	// Instance identifies the running NetworkManager process; none running is an error wrapping
-	// nm.ErrNotRunning.
-	Instance(ctx context.Context) (string, error)
+	netstack.NMInstances
 	// Deactivate deactivates an active connection.
 	Deactivate(ctx context.Context, ac dbus.ObjectPath) error
 }
@@ -81,11 +81,10 @@ func (p *pending) recordBefore(plan *Plan, st nm.State) {
 // nmInstance returns the running NetworkManager's id ("" when the backend cannot tell or the call
 // failed).
 func (a *Applier) nmInstance(ctx context.Context) string {
-	r, ok := a.o.NM.(NMRestarts)
-	if !ok {
+	if a.nmb == nil {
 		return ""
 	}
-	id, err := r.Instance(ctx)
+	id, err := a.nmb.Instance(ctx)
 	if err != nil {
 		return ""
 	}
@@ -98,11 +97,10 @@ func (a *Applier) nmLost(ctx context.Context, p *pending) (string, bool) {
 	if p.lost != "" {
 		return p.lost, true
 	}
-	r, ok := a.o.NM.(NMRestarts)
-	if !ok || p.nmCP == "" || p.nmOwner == "" {
+	if a.nmb == nil || p.nmCP == "" || p.nmOwner == "" {
 		return "", false
 	}
-	cur, err := r.Instance(ctx)
+	cur, err := a.nmb.Instance(ctx)
 	switch {
 	case errors.Is(err, nm.ErrNotRunning):
 		p.lost = "NetworkManager stopped"
@@ -128,7 +126,7 @@ func (a *Applier) waitNM(ctx context.Context, p *pending) (nm.State, error) {
 	defer cancel()
 	var last error
 	for {
-		st, err := a.o.NM.State(ctx)
+		st, err := a.nmc().State(ctx)
 		if err == nil {
 			missing := ""
 			for iface := range p.before {
@@ -187,7 +185,7 @@ func (a *Applier) restoreProfiles(ctx context.Context, p *pending) ([]string, er
 		if !ok {
 			continue
 		}
-		if err := a.o.NM.DeleteProfile(ctx, pr.Path); err != nil {
+		if err := a.nmc().DeleteProfile(ctx, pr.Path); err != nil {
 			errs = append(errs, fmt.Errorf("delete profile %s created by the Apply: %w", c.id, err))
 			continue
 		}
@@ -199,7 +197,7 @@ func (a *Applier) restoreProfiles(ctx context.Context, p *pending) ([]string, er
 		if _, ok := profileByUUID(st, uuid); ok {
 			continue
 		}
-		if _, err := a.o.NM.AddProfile(ctx, nm.WritableCopy(s)); err != nil {
+		if _, err := a.nmc().AddProfile(ctx, nm.WritableCopy(s)); err != nil {
 			errs = append(errs, fmt.Errorf("re-add deleted profile %s: %w", id, err))
 			continue
 		}
@@ -214,13 +212,13 @@ func (a *Applier) restoreProfiles(ctx context.Context, p *pending) ([]string, er
 		if pr.String() == nm.ParseProfile(pr.Path, s).String() {
 			continue
 		}
-		if err := a.o.NM.UpdateProfile(ctx, pr.Path, nm.WritableCopy(s)); err != nil {
+		if err := a.nmc().UpdateProfile(ctx, pr.Path, nm.WritableCopy(s)); err != nil {
 			errs = append(errs, fmt.Errorf("restore settings of profile %s: %w", id, err))
 			continue
 		}
 		restored = append(restored, "profile "+id+" settings restored")
 	}
-	if st, err = a.o.NM.State(ctx); err != nil {
+	if st, err = a.nmc().State(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("read NetworkManager to re-activate profiles: %w", err))
 		return restored, errors.Join(errs...)
 	}
@@ -254,14 +252,14 @@ func (a *Applier) reactivate(ctx context.Context, st nm.State, iface, want strin
 		}
 		// Back already (NetworkManager autoconnected it): wait until it is up again, as before.
 		pr, _ := profileByUUID(st, want)
-		addrs, err := a.o.NM.WaitIPv4(ctx, dev.Path, dev.ActiveConnection, 15*time.Second)
+		addrs, err := a.nmc().WaitIPv4(ctx, dev.Path, dev.ActiveConnection, 15*time.Second)
 		if err != nil {
 			return "", fmt.Errorf("profile %s on %s: %w", pr.ID, iface, err)
 		}
 		return fmt.Sprintf("profile %s active again on %s (%s)", pr.ID, iface, strings.Join(addrs, ",")), nil
 	}
 	if want == "" {
-		r, ok := a.o.NM.(NMRestarts)
+		r, ok := a.nmc().(NMRestarts)
 		if !ok || dev.ActiveConnection == "" || dev.ActiveConnection == "/" {
 			return "", nil
 		}
@@ -274,14 +272,14 @@ func (a *Applier) reactivate(ctx context.Context, st nm.State, iface, want strin
 	if !ok {
 		return "", fmt.Errorf("re-activate profile uuid=%s on %s: it is not there", want, iface)
 	}
-	ac, err := a.o.NM.Activate(ctx, pr.Path, dev.Path)
+	ac, err := a.nmc().Activate(ctx, pr.Path, dev.Path)
 	if err != nil {
 		return "", fmt.Errorf("re-activate profile %s on %s: %w", pr.ID, iface, err)
 	}
 	if !waitIPv4 {
 		return "profile " + pr.ID + " re-activated on " + iface, nil
 	}
-	addrs, err := a.o.NM.WaitIPv4(ctx, dev.Path, ac, 15*time.Second)
+	addrs, err := a.nmc().WaitIPv4(ctx, dev.Path, ac, 15*time.Second)
 	if err != nil {
 		return "profile " + pr.ID + " re-activated on " + iface, fmt.Errorf("profile %s on %s: %w", pr.ID, iface, err)
 	}

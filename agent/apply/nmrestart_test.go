@@ -64,7 +64,7 @@ func (r *restartNM) Deactivate(_ context.Context, ac dbus.ObjectPath) error {
 func newRestartEnv(t *testing.T) (*env, *restartNM) {
 	e := newEnv(t, config.Default())
 	r := &restartNM{fakeNM: e.nm, instance: ":1.7"}
-	e.a.o.NM = r
+	e.a.setNM(r)
 	e.a.o.NMRestartWait = 300 * time.Millisecond
 	return e, r
 }

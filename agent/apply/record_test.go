@@ -90,7 +90,7 @@ func TestRecordOnDiskBeforeEachChange(t *testing.T) {
 	e := newEnv(t, config.Default())
 	rec := withRecords(t, e, "boot-1")
 	e.a.o.Sysctl = recordedSysctl{ProcSysctl: ProcSysctl{Root: e.root}, t: t, records: rec}
-	e.a.o.NM = recordedNM{fakeNM: e.nm, t: t, records: rec}
+	e.a.setNM(recordedNM{fakeNM: e.nm, t: t, records: rec})
 	resp, err := e.a.Apply(context.Background(), &kvmnetv1.ApplyRequest{RollbackTimeoutSeconds: 30,
 		Actions: []*kvmnetv1.Action{setIPv6(true), ensure(mac1, 0, 5)}})
 	if err != nil {

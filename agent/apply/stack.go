@@ -109,10 +109,16 @@ func (p *planner) fileStack(mac string) (*netstack.Choice, error) {
 	if sc.Err != nil {
 		return nil, fmt.Errorf("%w: %v (%s)", ErrPrecondition, sc.Err, sc.Choice.Evidence)
 	}
-	if sc.Choice.Backend == nil {
+	if !fileBased(sc.Choice) {
 		return nil, nil
 	}
 	return &sc.Choice, nil
+}
+
+// fileBased reports whether c is a file-based stack's backend (not NetworkManager's, whose
+// profiles the planner makes from NetworkManager's state).
+func fileBased(c netstack.Choice) bool {
+	return c.Backend != nil && c.Backend.Name() != netstack.NameNetworkManager
 }
 
 // ensureStack plans a file-based stack's change for nic: its files through the file store (header,
@@ -299,7 +305,7 @@ func nmOnly(r Request, stacks map[string]StackChoice) Request {
 	out := r
 	out.Actions = nil
 	for _, act := range r.Actions {
-		if act.Ensure != nil && stacks[act.Ensure.MAC].Choice.Backend != nil {
+		if act.Ensure != nil && fileBased(stacks[act.Ensure.MAC].Choice) {
 			continue
 		}
 		out.Actions = append(out.Actions, act)

@@ -247,15 +247,10 @@ func (s *Store) Managed() ([]string, error) {
 func (s *Store) Entry(path string) (e Entry, ok bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.resolve(path)
+	_, st, i, err := s.lookup(path)
 	if err != nil {
 		return Entry{}, false, err
 	}
-	st, err := s.loadState()
-	if err != nil {
-		return Entry{}, false, err
-	}
-	i := st.find(p.guest)
 	if i < 0 {
 		return Entry{}, false, nil
 	}
@@ -267,15 +262,10 @@ func (s *Store) Entry(path string) (e Entry, ok bool, err error) {
 func (s *Store) Restore(path string) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.resolve(path)
+	p, st, i, err := s.lookup(path)
 	if err != nil {
 		return Result{}, err
 	}
-	st, err := s.loadState()
-	if err != nil {
-		return Result{}, err
-	}
-	i := st.find(p.guest)
 	if i < 0 {
 		return Result{}, fmt.Errorf("restore %s: %w (nothing to restore)", p.guest, ErrNotManaged)
 	}
@@ -324,15 +314,10 @@ func (s *Store) RestoreAll() ([]Result, error) {
 func (s *Store) Remove(path string) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.resolve(path)
+	p, st, i, err := s.lookup(path)
 	if err != nil {
 		return Result{}, err
 	}
-	st, err := s.loadState()
-	if err != nil {
-		return Result{}, err
-	}
-	i := st.find(p.guest)
 	if i < 0 {
 		return Result{}, fmt.Errorf("remove %s: %w; kvmnet only removes files it created", p.guest, ErrNotManaged)
 	}
@@ -345,6 +330,18 @@ func (s *Store) Remove(path string) (Result, error) {
 	}
 	st.Files = slices.Delete(st.Files, i, i+1)
 	return res, s.saveState(st)
+}
+
+// lookup resolves path and loads the state; i is path's index in st.Files, -1 when unmanaged.
+// The caller holds s.mu.
+func (s *Store) lookup(path string) (p guestPath, st *stateFile, i int, err error) {
+	if p, err = s.resolve(path); err != nil {
+		return guestPath{}, nil, -1, err
+	}
+	if st, err = s.loadState(); err != nil {
+		return guestPath{}, nil, -1, err
+	}
+	return p, st, st.find(p.guest), nil
 }
 
 // restoreEntry makes the file match e's pre-kvmnet state and deletes e's backup.

@@ -81,6 +81,9 @@ type Plan struct {
 	Undo []Command
 	// Redo runs on rollback after the files are restored (e.g. netplan apply of the old files).
 	Redo []Command
+	// Activate is NetworkManager's part: the profile its Apply activates (nil for file-based
+	// stacks).
+	Activate *Activation `json:"activate,omitempty"`
 	// Evidence as key=value words (stack, file, stanza).
 	Evidence []string
 	// Notes explain things the plan leaves alone.

@@ -154,8 +154,9 @@ var ErrOptedOut = errors.New("network stack backend switched off")
 type Choice struct {
 	// Stack chosen (NameNetworkManager, NameNetplan, ...).
 	Stack string
-	// Backend for file-based stacks; nil for NetworkManager, whose changes agent/apply makes
-	// through NetworkManager's own API and checkpoints.
+	// Backend chosen. For NetworkManager it is the NetworkManager backend (nil when the Chooser
+	// has none): agent/apply plans its profiles from NetworkManager's state and makes them under
+	// its checkpoint (Checkpointer).
 	Backend Backend
 	// Evidence as key=value words: what claimed the NIC and why this backend.
 	Evidence string
@@ -164,13 +165,23 @@ type Choice struct {
 // Chooser picks the backend for a NIC from its Detection.
 type Chooser struct {
 	backends []Backend
+	nm       Backend // the NetworkManager backend among backends (nil: none)
 	disabled map[string]bool
 }
 
-// NewChooser returns a Chooser over backends (asked in order). disabled names stacks switched off
-// in agent.yaml (NameNetplan, ...): a NIC that needs one gets an error wrapping ErrOptedOut.
+// NewChooser returns a Chooser over backends (asked in order). The NetworkManager backend among
+// them (Name NameNetworkManager) is not asked with the others: it gets a NIC NetworkManager claims,
+// or that no file-based stack would configure. disabled names stacks switched off in agent.yaml
+// (NameNetplan, ...): a NIC that needs one gets an error wrapping ErrOptedOut.
 func NewChooser(backends []Backend, disabled []string) *Chooser {
-	c := &Chooser{backends: backends, disabled: map[string]bool{}}
+	c := &Chooser{disabled: map[string]bool{}}
+	for _, b := range backends {
+		if b.Name() == NameNetworkManager {
+			c.nm = b
+			continue
+		}
+		c.backends = append(c.backends, b)
+	}
 	for _, d := range disabled {
 		c.disabled[d] = true
 	}
@@ -219,8 +230,12 @@ func (c *Chooser) Choose(det Detection) (Choice, error) {
 	}
 	// NetworkManager: it claims the NIC, or nothing else would (the behaviour before file
 	// backends existed, including its errors when NetworkManager is not there).
+	if c.nm != nil {
+		_, why := c.nm.IsManaging(det)
+		ev.raw(why)
+	}
 	ev.add("stack", NameNetworkManager)
-	return Choice{Stack: NameNetworkManager, Evidence: ev.String()}, nil
+	return Choice{Stack: NameNetworkManager, Backend: c.nm, Evidence: ev.String()}, nil
 }
 
 // Selector detects a NIC's stacks and chooses its backend: agent/apply's Stacks.
@@ -245,6 +260,9 @@ func (s *Selector) Choose(ctx context.Context, nics []NIC, mac string) (Choice, 
 
 // Backend returns the backend named name, nil when there is none.
 func (s *Selector) Backend(name string) Backend {
+	if name == NameNetworkManager && s.c.nm != nil {
+		return s.c.nm
+	}
 	for _, b := range s.c.backends {
 		if b.Name() == name {
 			return b

@@ -15,8 +15,11 @@
 // the backend per NIC from the detection (two stacks claiming one NIC: ErrConflict naming both with
 // their files, nothing written). A backend only plans files and runs its stack's commands through
 // the injected Runner (cmdrun in production); agent/apply writes the files through agent/managedfile
-// (header, backup, state, snapshot) and rolls them back. NetworkManager stays agent/apply's
-// profile/checkpoint path: Chooser answers NameNetworkManager with no Backend.
+// (header, backup, state, snapshot) and rolls them back. NetworkManager is a Backend too
+// (nmbackend.go): it writes no files, its Apply activates kvmnet's profile over the injected NMClient
+// (agent/nm's *Client), and it is a Checkpointer (NetworkManager's checkpoint: made before the steps,
+// re-armed after, destroyed on confirm, rolled back otherwise). The Chooser gives it the NICs
+// NetworkManager claims and those no file-based stack would configure.
 //
-// It must never import D-Bus, netlink or file-writing code.
+// It must never dial D-Bus, use netlink or write files: NetworkManager only through NMClient.
 package netstack

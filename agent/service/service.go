@@ -109,8 +109,9 @@ type Options struct {
 	Checks  CheckRunner
 	Files   apply.Files
 	Sysctl  apply.Sysctl
-	// Stacks chooses the network stack backend per NIC (default: agent/netstack's netplan, networkd
-	// and ifupdown backends under Config.Root, with the manage_* opt-outs).
+	// Stacks chooses the network stack backend per NIC (default: agent/netstack's NetworkManager
+	// backend over NM, and its netplan, networkd and ifupdown backends under Config.Root, with the
+	// manage_* opt-outs).
 	Stacks apply.Stacks
 	// Runner runs the stacks' commands (default: os/exec).
 	Runner netstack.Runner
@@ -225,7 +226,8 @@ func New(opts Options) (*Service, error) {
 		if err != nil {
 			return fail("stack selection", err)
 		}
-		backends := []netstack.Backend{netstack.NewNetplan(root), netstack.NewNetworkd(root), netstack.NewIfupdown(root)}
+		backends := []netstack.Backend{netstack.NewNetworkManager(s.o.NM, opts.Logger),
+			netstack.NewNetplan(root), netstack.NewNetworkd(root), netstack.NewIfupdown(root)}
 		s.o.Stacks = netstack.NewSelector(det, netstack.NewChooser(backends, opts.Config.DisabledStacks()))
 	}
 	if s.o.Runner == nil {

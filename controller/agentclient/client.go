@@ -185,26 +185,29 @@ func streamDialer(a Addr, o options) DialFunc {
 	bound := func(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithTimeout(ctx, o.dialTimeout)
 	}
+	// unixConn connects to a.Path within the dial timeout; hint says what to check when it fails.
+	unixConn := func(ctx context.Context, what, hint string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "unix", a.Path)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s%s: %w%s", what, a.Path, err, hint)
+		}
+		return c, nil
+	}
 	switch a.Scheme {
 	case "unix":
 		return func(ctx context.Context) (net.Conn, error) {
 			ctx, cancel := bound(ctx)
 			defer cancel()
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "unix", a.Path)
-			if err != nil {
-				return nil, fmt.Errorf("connect %s: %w", a.Path, err)
-			}
-			return c, nil
+			return unixConn(ctx, "", "")
 		}
 	case "serial":
 		return func(ctx context.Context) (net.Conn, error) {
 			ctx, cancel := bound(ctx)
 			defer cancel()
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "unix", a.Path)
+			c, err := unixConn(ctx, "channel socket ", " (is the domain running with a kvmnet channel? only root may connect once the channel is locked down)")
 			if err != nil {
-				return nil, fmt.Errorf("connect channel socket %s: %w (is the domain running with a kvmnet channel? only root may connect once the channel is locked down)", a.Path, err)
+				return nil, err
 			}
 			rc, err := resync.Host(ctx, c, o.resend)
 			if err != nil {

@@ -170,12 +170,33 @@ func (gc *guestCtx) checkRules() {
 	}
 	fix := "kvmnetctl host check (names the rule that drops the flow), then kvmnetctl host fix"
 	if causes := gc.d.affects[gc.d.causeKey(n)]; len(causes) > 0 {
-		var cs []string
+		var cs, fixable, manual []string
 		for _, c := range causes {
 			cs = append(cs, string(c))
+			// Only codes host fix knows go behind --only; the others' fix is a manual step the
+			// host finding names (e.g. a foreign REJECT rule kvmnet does not own).
+			if info, _ := Lookup(c); info.Fixer == FixerHost {
+				fixable = append(fixable, string(c))
+			} else {
+				manual = append(manual, string(c))
+			}
 		}
-		fix = "kvmnetctl host fix --only " + strings.Join(cs, ",") + " (a host-side cause; nothing to change in the guest)"
+		switch {
+		case len(manual) == 0:
+			fix = "kvmnetctl host fix --only " + strings.Join(fixable, ",") + " (a host-side cause; nothing to change in the guest)"
+		case len(fixable) == 0:
+			fix = "kvmnetctl host check names the manual step for " + strings.Join(manual, ",") + " (a host-side cause; nothing to change in the guest)"
+		default:
+			fix = "kvmnetctl host fix --only " + strings.Join(fixable, ",") + ", then the manual step kvmnetctl host check names for " +
+				strings.Join(manual, ",") + " (host-side causes; nothing to change in the guest)"
+		}
 		evd = append(evd, ev("host_causes", cs))
+	} else if why, upFix, upEv, ok := gc.d.upstreamReturn(n.net); ok {
+		// Nothing on this host drops it: on a network without NAT the replies depend on a router the
+		// host cannot inspect, so say that instead of sending the user to host fix.
+		host += "; " + why
+		fix = upFix
+		evd = append(evd, upEv...)
 	}
 	gw := "the gateway answers ping"
 	if !gwOK {

@@ -29,3 +29,34 @@ func (d *diag) returnRoute(n *snapshot.Network) string {
 	return fmt.Sprintf("unknown: the upstream router must route %s back via this host's address on %s (not visible from this host; check with a ping from the guest and tcpdump -ni %s on the host)",
 		sub, d.uplink(), d.uplink())
 }
+
+// upstreamReturn explains a guest's failed egress on a routed or open network when nothing on the
+// host blocks it (no host cause, ip_forward on, the evaluated egress flow accepted or none
+// evaluated): the packets leave with the guest's own address, so the likely cause is an upstream
+// router without a route back. ok is false for every other network or when the host blocks.
+func (d *diag) upstreamReturn(n *snapshot.Network) (why, fix string, evidence []string, ok bool) {
+	if n == nil || (n.Forward != snapshot.ForwardRoute && n.Forward != snapshot.ForwardOpen) {
+		return "", "", nil, false
+	}
+	if d.s.Host.IPForwardKnown && !d.s.Host.IPForward {
+		return "", "", nil, false
+	}
+	verdict := "not evaluated"
+	if f, found := d.egressFlow(n.Name); found {
+		if f.Verdict != snapshot.VerdictAccept {
+			return "", "", nil, false
+		}
+		verdict = string(f.Verdict)
+	}
+	sub := n.Subnet()
+	if sub == "" {
+		sub = "<SUBNET>"
+	}
+	why = fmt.Sprintf("network %q forwards without NAT (forward mode %s), so replies need a route back to %s on the upstream router; "+
+		"this host cannot see that router's routes (return route unknown), and nothing on this host blocks the traffic", n.Name, n.Forward, sub)
+	fix = fmt.Sprintf("on the upstream router: ip route add %s via <this host's address on %s> (confirm with tcpdump -ni %s on this host: requests leave, no replies come back); "+
+		"or use <forward mode='nat'/> if no router can be changed", sub, d.uplink(), d.uplink())
+	evidence = []string{ev("forward", string(n.Forward)), ev("return_route", "unknown"), ev("host_egress", verdict),
+		ev("likely_cause", "upstream_return_route")}
+	return why, fix, evidence, true
+}

@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -48,32 +46,16 @@ func record(r row) {
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KVMNET_LAB") == "0" {
-		fmt.Println("=== LAB E2E SKIPPED on request (KVMNET_LAB=0): no real guests were started or tested ===")
-		os.Exit(0)
-	}
-	_, file, _, _ := runtime.Caller(0)
-	repo := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-	if msg := prerequisites(repo); msg != "" {
-		fmt.Fprintf(os.Stderr, "LAB E2E FAILED: prerequisite missing: %s\n(set KVMNET_LAB=0 to skip the lab suite explicitly)\n", msg)
-		os.Exit(1)
-	}
-	name := os.Getenv("KVMNET_LAB_NAME")
-	if name == "" {
-		name = "kvmnet-lab-e2e"
-	}
-	lab = &Lab{Repo: repo, Name: name, Logf: func(f string, a ...any) {
-		fmt.Printf("[e2e %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
-	}}
-	code := run(m)
-	printTable()
-	if os.Getenv("KVMNET_LAB_KEEP") == "1" {
-		fmt.Printf("lab %s left running (KVMNET_LAB_KEEP=1); stop it with KVMNET_LAB_NAME=%s scripts/lab/down\n", name, name)
-	} else if res := lab.Script(context.Background(), "down"); res.Code != 0 {
-		fmt.Fprintf(os.Stderr, "lab down failed:\n%s\n", res)
-		code = 1
-	}
-	os.Exit(code)
+	Main(m, Suite{
+		Tools: []string{"ip", "nsenter", "unshare", "libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "qemu-img",
+			"dnsmasq", "mmdebstrap", "mkfs.ext4", "iptables", "nft", "ufw"},
+		Prerequisites: prerequisites,
+		Run: func(m *testing.M, l *Lab) int {
+			lab = l
+			return run(m)
+		},
+		After: printTable,
+	})
 }
 
 func run(m *testing.M) int {
@@ -100,24 +82,8 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// prerequisites names the first thing the suite cannot run without, or "".
+// prerequisites is what the main suite needs beyond Main's checks: the agent package the image installs.
 func prerequisites(repo string) string {
-	if os.Geteuid() != 0 {
-		return "root (the lab creates network namespaces and runs libvirtd/QEMU)"
-	}
-	for _, b := range []string{"ip", "nsenter", "unshare", "libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "qemu-img",
-		"dnsmasq", "mmdebstrap", "mkfs.ext4", "iptables", "nft", "ufw"} {
-		if _, err := exec.LookPath(b); err != nil {
-			return b + " not on PATH: run `make deps` (scripts/install-deps.sh)"
-		}
-	}
-	ctl := filepath.Join(repo, "bin", "kvmnetctl")
-	if c := os.Getenv("KVMNETCTL"); c != "" {
-		ctl = c
-	}
-	if _, err := os.Stat(ctl); err != nil {
-		return ctl + " not built: run `make build`"
-	}
 	debs, _ := filepath.Glob(filepath.Join(repo, "dist", "kvmnet-agent_*_amd64.deb"))
 	if d := os.Getenv("KVMNET_LAB_AGENT_DEB"); d != "" {
 		if _, err := os.Stat(d); err != nil {

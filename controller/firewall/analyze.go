@@ -3,6 +3,7 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -145,8 +146,7 @@ func (s *State) Snapshot(nets []snapshot.Network, uplink string) snapshot.Firewa
 	}
 
 	// firewalld.
-	fw.Firewalld.Running = s.FirewalldRunning
-	fw.Firewalld.LibvirtZone = s.FirewalldLibvirtZone
+	fw.Firewalld = s.firewalldSnapshot(nets)
 
 	// Who set a dropping FORWARD policy.
 	if fw.ForwardPolicy != "" && fw.ForwardPolicy != "ACCEPT" {
@@ -185,6 +185,62 @@ func (s *State) Snapshot(nets []snapshot.Network, uplink string) snapshot.Firewa
 		fw.Flows = append(fw.Flows, s.NetworkFlows(n, uplink)...)
 	}
 	return fw
+}
+
+// nameFirewalldOwner names the firewalld zone or policy whose chain decided the flow.
+func nameFirewalldOwner(f *snapshot.Flow) {
+	chain, ok := firewalldChain(f.Chain)
+	if !ok {
+		return
+	}
+	switch kind, name := FirewalldChainOwner(chain); kind {
+	case "zone":
+		f.FirewalldZone = name
+	case "policy":
+		f.FirewalldPolicy = name
+	}
+}
+
+// firewalldSnapshot summarises firewalld for the libvirt networks nets: the zone each bridge is in
+// at runtime, and the policies that reject or drop forwarded traffic from a zone guests are in.
+func (s *State) firewalldSnapshot(nets []snapshot.Network) snapshot.Firewalld {
+	out := snapshot.Firewalld{Running: s.FirewalldRunning, LibvirtZone: s.FirewalldLibvirtZone}
+	cfg := s.Firewalld
+	if cfg == nil {
+		return out
+	}
+	if z, ok := cfg.Zone("libvirt"); ok {
+		out.LibvirtZoneFile = z.File
+	}
+	out.DefaultZone = cfg.DefaultZone
+	guestZones := map[string]bool{"ANY": true}
+	if rt := cfg.Runtime; rt != nil {
+		if rt.FallbackZone != "" {
+			out.DefaultZone = rt.FallbackZone
+		}
+		for _, n := range nets {
+			if n.Bridge == "" || !n.Active {
+				continue
+			}
+			if out.InterfaceZones == nil {
+				out.InterfaceZones = map[string]string{}
+			}
+			z := cfg.ZoneOf(n.Bridge)
+			out.InterfaceZones[n.Bridge] = z
+			guestZones[z] = true
+		}
+	} else {
+		guestZones["libvirt"] = true
+	}
+	for _, p := range cfg.Policies {
+		if !p.Rejects() || !p.Forwards() || !slices.ContainsFunc(p.Ingress, func(z string) bool { return guestZones[z] }) {
+			continue
+		}
+		active := cfg.Runtime != nil && slices.Contains(cfg.Runtime.Policies, p.Name)
+		out.Policies = append(out.Policies, snapshot.FirewalldPolicy{Name: p.Name, Target: p.Target, Priority: p.Priority,
+			Ingress: p.Ingress, Egress: p.Egress, Active: active, File: p.File})
+	}
+	return out
 }
 
 func orDash(s string) string {
@@ -316,6 +372,7 @@ func (s *State) NetworkFlows(n snapshot.Network, uplink string) []snapshot.Flow 
 		if f.Verdict != snapshot.VerdictAccept && f.Verdict != snapshot.VerdictDrop && f.Verdict != snapshot.VerdictReject {
 			f.Verdict = snapshot.VerdictUnknown
 		}
+		nameFirewalldOwner(&f)
 		if kind == "egress" {
 			nat := s.Evaluate(HookPostrouting, p)
 			f.NAT, f.NATRule = nat.NAT, nat.Rule

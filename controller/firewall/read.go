@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,7 +27,7 @@ type Reader struct {
 	files fs.FS
 }
 
-// NewReader returns a Reader that runs iptables-save, nft and firewall-cmd through r.
+// NewReader returns a Reader that runs iptables-save and nft through r.
 func NewReader(r runner.Runner, opts Options) *Reader {
 	if opts.Files == nil {
 		opts.Files = os.DirFS("/")
@@ -125,7 +126,7 @@ func (rd *Reader) Read(ctx context.Context) (*State, error) {
 	}
 
 	rd.readUFW(st)
-	rd.readFirewalld(ctx, st)
+	rd.readFirewalld(st)
 	return st, nil
 }
 
@@ -161,26 +162,47 @@ func (rd *Reader) readUFW(st *State) {
 	st.Evidence = append(st.Evidence, "ufw_default_forward="+strings.ToLower(st.UFWDefaults["DEFAULT_FORWARD_POLICY"]))
 }
 
-func (rd *Reader) readFirewalld(ctx context.Context, st *State) {
-	out, err := rd.run.Run(ctx, "firewall-cmd", "--state")
+// readFirewalld takes firewalld's state from its files (permanent configuration) and its nftables
+// table (runtime), never from firewall-cmd or D-Bus: either would talk to the machine's system bus.
+// firewalld runs when its table exists in the namespace read or its pid file names a live process
+// (the iptables backend has no table of its own).
+func (rd *Reader) readFirewalld(st *State) {
+	note := func(k, v string) { st.Evidence = append(st.Evidence, k+"="+v) }
+	cfg, errs := ReadFirewalldConfig(rd.files)
+	st.Errors = append(st.Errors, errs...)
+	rt := FirewalldRuntimeOf(st.NFTables)
+	pid := rd.pidAlive("run/firewalld.pid", "firewalld")
+	st.FirewalldRunning = rt != nil || pid
 	switch {
-	case err == nil && strings.TrimSpace(string(out)) == "running":
-		st.FirewalldRunning = true
-		st.Evidence = append(st.Evidence, "firewalld=running")
-	case runner.IsNotFound(err):
-		// No client: look for the daemon's pid file.
-		st.FirewalldRunning = rd.pidAlive("run/firewalld.pid", "firewalld")
-		st.Evidence = append(st.Evidence, "firewall_cmd=not-installed", "firewalld_pid="+strconv.FormatBool(st.FirewalldRunning))
+	case rt != nil:
+		note("firewalld", "running")
+		note("firewalld_table", "inet:firewalld")
+	case pid:
+		note("firewalld", "running")
+		note("firewalld_pid", "true")
 	default:
-		// firewall-cmd --state exits 252 "not running".
-		st.Evidence = append(st.Evidence, "firewalld=not-running")
+		note("firewalld", "not-running")
 	}
-	for _, p := range []string{"etc/firewalld/zones/libvirt.xml", "usr/lib/firewalld/zones/libvirt.xml"} {
-		if _, err := fs.Stat(rd.files, p); err == nil {
-			st.FirewalldLibvirtZone = true
-			st.Evidence = append(st.Evidence, "firewalld_libvirt_zone=/"+p)
-			break
+	if cfg == nil {
+		note("firewalld_config", "absent")
+		if rt != nil {
+			// Running with its configuration out of sight: judge from the table alone.
+			cfg = &FirewalldConfig{}
 		}
+	} else {
+		note("firewalld_config", fmt.Sprintf("zones:%d,policies:%d", len(cfg.Zones), len(cfg.Policies)))
+		note("firewalld_default_zone", cfg.DefaultZone)
+	}
+	if cfg != nil {
+		cfg.Runtime = rt
+	}
+	st.Firewalld = cfg
+	if z, ok := cfg.Zone("libvirt"); ok {
+		st.FirewalldLibvirtZone = true
+		note("firewalld_libvirt_zone", z.File)
+	} else if rt != nil && slices.Contains(rt.Zones, "libvirt") {
+		st.FirewalldLibvirtZone = true
+		note("firewalld_libvirt_zone", "runtime")
 	}
 }
 

@@ -15,9 +15,13 @@ type State struct {
 	NFTables *NFTables `json:"nftables,omitempty"`
 	// UFWDefaults are the KEY=value lines of /etc/default/ufw (nil when the file is absent).
 	UFWDefaults map[string]string `json:"ufw_defaults,omitempty"`
-	// FirewalldRunning is true when firewalld answered "running" or its pid file names a live process.
+	// Firewalld is firewalld's permanent configuration and runtime state (nil when neither its files
+	// nor its nftables table exist).
+	Firewalld *FirewalldConfig `json:"firewalld,omitempty"`
+	// FirewalldRunning is true when firewalld's nftables table exists or its pid file names a live
+	// process.
 	FirewalldRunning bool `json:"firewalld_running"`
-	// FirewalldLibvirtZone is true when firewalld's libvirt zone file exists.
+	// FirewalldLibvirtZone is true when firewalld has a libvirt zone (its file, or its chains).
 	FirewalldLibvirtZone bool `json:"firewalld_libvirt_zone"`
 	// Evidence are key=value words about what was read and how.
 	Evidence []string `json:"evidence,omitempty"`

@@ -34,17 +34,7 @@ func (r *Reader) portInfo(index int, links []netlink.Link) ([]snapshot.BridgePor
 }
 
 func (r *Reader) portState(index int) (string, error) {
-	sock, err := nl.GetNetlinkSocketAt(r.cfg.Netns, netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		return "", err
-	}
-	defer sock.Close()
-	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	msgs, err := r.getLink(index)
 	if err != nil {
 		return "", err
 	}
@@ -54,6 +44,22 @@ func (r *Reader) portState(index int) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// getLink sends one RTM_GETLINK for index on a socket in the Reader's namespace and returns the
+// RTM_NEWLINK answers (without headers), for attributes netlink's library does not decode.
+func (r *Reader) getLink(index int) ([][]byte, error) {
+	sock, err := nl.GetNetlinkSocketAt(r.cfg.Netns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer sock.Close()
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
+	return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 }
 
 // portStates are the BR_STATE_* names as `bridge link` prints them.

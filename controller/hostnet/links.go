@@ -8,7 +8,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/controller/snapshot"
@@ -66,17 +65,7 @@ func (r *Reader) Bridges() ([]snapshot.Bridge, error) {
 // the bridge's index on a socket in the Reader's namespace. sysfs is avoided on purpose: it shows the
 // namespace it was mounted in, not the one being read.
 func (r *Reader) bridgeSTP(index int) (bool, error) {
-	sock, err := nl.GetNetlinkSocketAt(r.cfg.Netns, netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		return false, err
-	}
-	defer sock.Close()
-	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	msgs, err := r.getLink(index)
 	if err != nil {
 		return false, err
 	}

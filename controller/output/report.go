@@ -246,6 +246,12 @@ func WriteHostCheck(w io.Writer, r diagnose.Report, pal Palette) error {
 	}
 	writeTable(&b, pal, []string{"NETWORK", "ACTIVE", "AUTOSTART", "FORWARD", "BRIDGE", "BRIDGE-STATE", "SUBNET", "DHCP", "LEASES",
 		"DNSMASQ", "MASQUERADE", "EGRESS"}, rows, nil)
+	// Networks without NAT depend on a route the host cannot see: say so under the table.
+	for _, n := range r.Networks {
+		if n.ReturnRoute != "" {
+			fmt.Fprintf(&b, "return route of %s (%s): %s\n", n.Name, n.Forward, n.ReturnRoute)
+		}
+	}
 	if len(h.Bridges) > 0 {
 		b.WriteString("\n")
 		rows = nil

@@ -66,6 +66,33 @@ type Firewalld struct {
 	Running bool `json:"running"`
 	// LibvirtZone is true when the libvirt zone exists.
 	LibvirtZone bool `json:"libvirt_zone"`
+	// LibvirtZoneFile is where the libvirt zone was read ("" when absent or known only at runtime).
+	LibvirtZoneFile string `json:"libvirt_zone_file,omitempty"`
+	// DefaultZone is the zone of interfaces bound to none (runtime when known, else firewalld.conf).
+	DefaultZone string `json:"default_zone,omitempty"`
+	// InterfaceZones maps the bridges of libvirt networks to the zone firewalld has them in at runtime
+	// (from its nftables table; the default zone for a bridge bound to none). Empty when firewalld's
+	// table is absent (the iptables backend).
+	InterfaceZones map[string]string `json:"interface_zones,omitempty"`
+	// Policies are the policies that reject or drop forwarded traffic from a zone guests are in.
+	Policies []FirewalldPolicy `json:"policies,omitempty"`
+}
+
+// FirewalldPolicy is a firewalld policy (firewalld >= 0.9) as far as guest traffic is concerned.
+type FirewalldPolicy struct {
+	// Name of the policy.
+	Name string `json:"name"`
+	// Target: CONTINUE, ACCEPT, DROP, REJECT.
+	Target string `json:"target"`
+	// Priority: negative ones run before the zones' rules.
+	Priority int `json:"priority"`
+	// Ingress and Egress zones (with the pseudo zones ANY and HOST).
+	Ingress []string `json:"ingress,omitempty"`
+	Egress  []string `json:"egress,omitempty"`
+	// Active is true when the policy has chains in firewalld's table.
+	Active bool `json:"active"`
+	// File it was read from.
+	File string `json:"file,omitempty"`
 }
 
 // Flow is the evaluated fate of one kind of guest packet.
@@ -110,6 +137,10 @@ type Flow struct {
 	// PhysIn and PhysOut are the bridge ports of a bridged flow (guest tap, uplink port).
 	PhysIn  string `json:"physdev_in,omitempty"`
 	PhysOut string `json:"physdev_out,omitempty"`
+	// FirewalldZone and FirewalldPolicy name the firewalld zone or policy whose chain decided the
+	// flow ("" when the deciding rule is not firewalld's).
+	FirewalldZone   string `json:"firewalld_zone,omitempty"`
+	FirewalldPolicy string `json:"firewalld_policy,omitempty"`
 	// Sysctl is the br_netfilter setting that put a bridged flow through the IP hooks (or kept it
 	// out), e.g. "net.bridge.bridge-nf-call-iptables=1".
 	Sysctl string `json:"sysctl,omitempty"`

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,54 +28,23 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KVMNET_LAB") == "0" {
-		fmt.Println("=== LAB E2E (install-agent) SKIPPED on request (KVMNET_LAB=0): no real guests were started or tested ===")
-		os.Exit(0)
-	}
-	_, file, _, _ := runtime.Caller(0)
-	repo = filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
-	dist = filepath.Join(repo, "dist")
-	if msg := prerequisites(); msg != "" {
-		fmt.Fprintf(os.Stderr, "LAB E2E (install-agent) FAILED: prerequisite missing: %s\n(set KVMNET_LAB=0 to skip the lab suite explicitly)\n", msg)
-		os.Exit(1)
-	}
-	name := os.Getenv("KVMNET_LAB_QGA_NAME")
-	if name == "" {
-		base := os.Getenv("KVMNET_LAB_NAME")
-		if base == "" {
-			base = "kvmnet-lab-e2e"
-		}
-		name = base + "-qga"
-	}
-	lab = &e2e.Lab{Repo: repo, Name: name, Logf: func(f string, a ...any) {
-		fmt.Printf("[install-agent %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
-	}}
-	code := run(m)
-	if os.Getenv("KVMNET_LAB_KEEP") == "1" {
-		fmt.Printf("lab %s left running (KVMNET_LAB_KEEP=1); stop it with KVMNET_LAB_NAME=%s scripts/lab/down\n", name, name)
-	} else if res := lab.Script(context.Background(), "down"); res.Code != 0 {
-		fmt.Fprintf(os.Stderr, "lab down failed:\n%s\n", res)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func prerequisites() string {
-	if os.Geteuid() != 0 {
-		return "root (the lab creates network namespaces and runs libvirtd/QEMU)"
-	}
-	for _, b := range []string{"virsh", "qemu-system-x86_64", "mmdebstrap", "dpkg-deb"} {
-		if _, err := exec.LookPath(b); err != nil {
-			return b + " not on PATH: run `make deps` (scripts/install-deps.sh)"
-		}
-	}
-	if _, err := os.Stat(filepath.Join(repo, "bin", "kvmnetctl")); err != nil {
-		return "bin/kvmnetctl not built: run `make build`"
-	}
-	if debs, _ := filepath.Glob(filepath.Join(dist, "kvmnet-agent_*_amd64.deb")); len(debs) == 0 {
-		return "dist/kvmnet-agent_*_amd64.deb missing: run `make lab-packages` (install-agent uploads it)"
-	}
-	return ""
+	e2e.Main(m, e2e.Suite{
+		Title:   "install-agent",
+		NameEnv: "KVMNET_LAB_QGA_NAME",
+		Suffix:  "qga",
+		Tools:   []string{"virsh", "qemu-system-x86_64", "mmdebstrap", "dpkg-deb"},
+		Prerequisites: func(r string) string {
+			repo, dist = r, filepath.Join(r, "dist")
+			if debs, _ := filepath.Glob(filepath.Join(dist, "kvmnet-agent_*_amd64.deb")); len(debs) == 0 {
+				return "dist/kvmnet-agent_*_amd64.deb missing: run `make lab-packages` (install-agent uploads it)"
+			}
+			return ""
+		},
+		Run: func(m *testing.M, l *e2e.Lab) int {
+			lab = l
+			return run(m)
+		},
+	})
 }
 
 func run(m *testing.M) int {

@@ -6,9 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -58,47 +55,16 @@ func stacks() []string {
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KVMNET_LAB") == "0" {
-		fmt.Println("=== LAB E2E (stacks) SKIPPED on request (KVMNET_LAB=0): no real guests were started or tested ===")
-		os.Exit(0)
-	}
-	_, file, _, _ := runtime.Caller(0)
-	repo := filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "LAB E2E (stacks) FAILED: needs root (set KVMNET_LAB=0 to skip explicitly)")
-		os.Exit(1)
-	}
-	for _, b := range []string{"virsh", "qemu-system-x86_64", "mmdebstrap"} {
-		if _, err := exec.LookPath(b); err != nil {
-			fmt.Fprintf(os.Stderr, "LAB E2E (stacks) FAILED: %s not on PATH: run `make deps`\n", b)
-			os.Exit(1)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(repo, "bin", "kvmnetctl")); err != nil {
-		fmt.Fprintln(os.Stderr, "LAB E2E (stacks) FAILED: bin/kvmnetctl not built: run `make build`")
-		os.Exit(1)
-	}
-	// Its own lab, like installagent's: go test runs this package beside controller/e2e, whose
-	// host-wide checks must not see these guests (and whose lab this package's down would remove).
-	name := os.Getenv("KVMNET_LAB_STACKS_NAME")
-	if name == "" {
-		base := os.Getenv("KVMNET_LAB_NAME")
-		if base == "" {
-			base = "kvmnet-lab-e2e"
-		}
-		name = base + "-stacks"
-	}
-	lab = &e2e.Lab{Repo: repo, Name: name, Logf: func(f string, a ...any) {
-		fmt.Printf("[stacks %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
-	}}
-	code := run(m)
-	if os.Getenv("KVMNET_LAB_KEEP") == "1" {
-		fmt.Printf("lab %s left running (KVMNET_LAB_KEEP=1)\n", name)
-	} else if res := lab.Script(context.Background(), "down"); res.Code != 0 {
-		fmt.Fprintf(os.Stderr, "lab down failed:\n%s\n", res)
-		code = 1
-	}
-	os.Exit(code)
+	e2e.Main(m, e2e.Suite{
+		Title:   "stacks",
+		NameEnv: "KVMNET_LAB_STACKS_NAME",
+		Suffix:  "stacks",
+		Tools:   []string{"virsh", "qemu-system-x86_64", "mmdebstrap"},
+		Run: func(m *testing.M, l *e2e.Lab) int {
+			lab = l
+			return run(m)
+		},
+	})
 }
 
 func run(m *testing.M) int {
