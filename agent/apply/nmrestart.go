@@ -8,17 +8,17 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/kvmnet/kvmnet/agent/netstack"
 	"github.com/kvmnet/kvmnet/agent/nm"
 )
 
-// NMRestarts is implemented by NetworkManager backends that can tell one NetworkManager process
+// NMRestarts is implemented by NetworkManager clients that can tell one NetworkManager process
 // from the next (*nm.Client does, by the unique bus name owning NetworkManager's name). With it the
-// Applier notices a NetworkManager restart — which loses NetworkManager's checkpoint, kept in its
-// memory only — and restores from its own record instead. Without it a restart goes unnoticed.
+// Applier notices a NetworkManager restart (through the backend's Checkpointer.Instance) — which
+// loses NetworkManager's checkpoint, kept in its memory only — and restores from its own record
+// instead, deactivating what it must. Without it a restart goes unnoticed.
 type NMRestarts interface {
-	// Instance identifies the running NetworkManager process; none running is an error wrapping
-	// nm.ErrNotRunning.
-	Instance(ctx context.Context) (string, error)
+	netstack.NMInstances
 	// Deactivate deactivates an active connection.
 	Deactivate(ctx context.Context, ac dbus.ObjectPath) error
 }
