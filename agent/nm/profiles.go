@@ -73,6 +73,9 @@ type Profile struct {
 	BoundToMissingInterface bool
 	// Filename is the file NetworkManager stores the profile in ("" for in-memory profiles).
 	Filename string
+	// NameConflict says why a profile named like kvmnet's own (ProfilePrefix + ifname) is not
+	// kvmnet's ("" when it is kvmnet's or named otherwise); set by MarkMissing.
+	NameConflict string
 }
 
 // BoundTo reports whether the profile is bound to the NIC named ifname with MAC mac, by name or MAC.
@@ -250,7 +253,21 @@ func MarkMissing(st *State, links []Link) {
 	}
 	for i := range st.Profiles {
 		st.Profiles[i].BoundToMissingInterface = BoundToMissing(st.Profiles[i], links)
+		st.Profiles[i].NameConflict = NameConflict(st.Profiles[i])
 	}
+}
+
+// NameConflict says why p, whose id is the name kvmnet gives its own profile for an interface
+// (kvm-dhcp-<ifname>), is not kvmnet's: it lacks the ManagedKey marker, so someone else made it.
+// Such a profile is never adopted (it may carry 802-1x, permissions or DNS settings kvmnet knows
+// nothing of); kvmnet's own profile for that interface needs the name. "" for any other profile.
+func NameConflict(p Profile) string {
+	ifname, ok := strings.CutPrefix(p.ID, ProfilePrefix)
+	if !ok || ifname == "" || p.ManagedByKvmnet {
+		return ""
+	}
+	return fmt.Sprintf("id %q is the name kvmnet gives its own profile for %s, but the profile (uuid %s) lacks kvmnet's marker (no %s in user.data): someone else made it, so kvmnet does not adopt it",
+		p.ID, ifname, p.UUID, ManagedKey)
 }
 
 func deviceLinks(devs []Device) []Link {

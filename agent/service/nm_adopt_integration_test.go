@@ -39,8 +39,16 @@ func TestForeignKvmDHCPProfileNotAdopted(t *testing.T) {
 	s := realService(t, lab)
 	ctx := context.Background()
 	waitManaged(t, s, "enp1s0")
-	if p := profiles(t, s)["kvm-dhcp-enp1s0"]; p == nil || p.ManagedByKvmnet {
+	p := profiles(t, s)["kvm-dhcp-enp1s0"]
+	if p == nil || p.ManagedByKvmnet {
 		t.Fatalf("foreign profile as reported: %v", p)
+	}
+	// GetState reports the conflict itself (diagnosis turns it into guest_profile_name_taken), with
+	// the profile's uuid and why it is foreign.
+	for _, want := range []string{`"kvm-dhcp-enp1s0"`, "for enp1s0", "6f2f0d6e-5555-4555-8555-000000000005", "lacks kvmnet's marker", "org.kvmnet.managed-by"} {
+		if !strings.Contains(p.NameConflict, want) {
+			t.Errorf("name_conflict lacks %q: %q", want, p.NameConflict)
+		}
 	}
 
 	_, err := s.Apply(ctx, ensureReq(macA, 20, 60, false))
@@ -48,7 +56,7 @@ func TestForeignKvmDHCPProfileNotAdopted(t *testing.T) {
 		!strings.Contains(err.Error(), "managed_by_kvmnet=false") {
 		t.Fatalf("Ensure alone on a foreign kvm-dhcp profile = %v, want FailedPrecondition with evidence", err)
 	}
-	if p := profiles(t, s)["kvm-dhcp-enp1s0"]; p == nil || p.Uuid != "6f2f0d6e-5555-4555-8555-000000000005" || p.ManagedByKvmnet {
+	if p := profiles(t, s)["kvm-dhcp-enp1s0"]; p == nil || p.Uuid != "6f2f0d6e-5555-4555-8555-000000000005" || p.ManagedByKvmnet || p.NameConflict == "" {
 		t.Fatalf("the refused Apply changed the profile: %v", p)
 	}
 
@@ -66,8 +74,8 @@ func TestForeignKvmDHCPProfileNotAdopted(t *testing.T) {
 	if !strings.Contains(strings.Join(all, "\n"), "not kvmnet's marker") {
 		t.Errorf("changes do not say why the profile was replaced:\n%s", strings.Join(all, "\n"))
 	}
-	p := profiles(t, s)["kvm-dhcp-enp1s0"]
-	if p == nil || !p.ManagedByKvmnet || p.Uuid == "6f2f0d6e-5555-4555-8555-000000000005" || !p.Active {
+	p = profiles(t, s)["kvm-dhcp-enp1s0"]
+	if p == nil || !p.ManagedByKvmnet || p.Uuid == "6f2f0d6e-5555-4555-8555-000000000005" || !p.Active || p.NameConflict != "" {
 		t.Fatalf("after the fix: %v", p)
 	}
 }

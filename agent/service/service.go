@@ -366,7 +366,7 @@ func nmProfiles(st nm.State, err error, ifaces []*kvmnetv1.Interface) (*kvmnetv1
 			Ipv4Method: p.IPv4Method, Ipv6Method: p.IPv6Method, Ipv4Addresses: p.IPv4Addresses,
 			Active: p.Active, ActiveDevice: p.ActiveDevice, Autoconnect: p.Autoconnect,
 			ManagedByKvmnet: p.ManagedByKvmnet, BoundToMissingInterface: p.BoundToMissingInterface,
-			Ipv4Dns: p.IPv4DNS, Ipv4IgnoreAutoDns: p.IPv4IgnoreAutoDNS,
+			Ipv4Dns: p.IPv4DNS, Ipv4IgnoreAutoDns: p.IPv4IgnoreAutoDNS, NameConflict: nm.NameConflict(p),
 		})
 	}
 	return out, st.Devices

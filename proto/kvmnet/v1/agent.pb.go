@@ -1187,8 +1187,12 @@ type Profile struct {
 	Ipv4Dns []string `protobuf:"bytes,100,rep,name=ipv4_dns,json=ipv4Dns,proto3" json:"ipv4_dns,omitempty"`
 	// ipv4.ignore-auto-dns: the DNS servers DHCP offers are ignored.
 	Ipv4IgnoreAutoDns bool `protobuf:"varint,101,opt,name=ipv4_ignore_auto_dns,json=ipv4IgnoreAutoDns,proto3" json:"ipv4_ignore_auto_dns,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set when the profile has the name kvmnet gives its own profiles (kvm-dhcp-<ifname>) but not
+	// kvmnet's marker: someone else made it, kvmnet will not adopt it, and it stands in the way of
+	// kvmnet's own profile for that interface. Says why it is foreign; empty otherwise.
+	NameConflict  string `protobuf:"bytes,200,opt,name=name_conflict,json=nameConflict,proto3" json:"name_conflict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Profile) Reset() {
@@ -1324,6 +1328,13 @@ func (x *Profile) GetIpv4IgnoreAutoDns() bool {
 		return x.Ipv4IgnoreAutoDns
 	}
 	return false
+}
+
+func (x *Profile) GetNameConflict() string {
+	if x != nil {
+		return x.NameConflict
+	}
+	return ""
 }
 
 // IPv6State reports IPv6 sysctls and whether IPv6 can reach anything.
@@ -2951,7 +2962,7 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	"\arunning\x18\x01 \x01(\bR\arunning\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12.\n" +
-	"\bprofiles\x18\x04 \x03(\v2\x12.kvmnet.v1.ProfileR\bprofiles\"\xf7\x03\n" +
+	"\bprofiles\x18\x04 \x03(\v2\x12.kvmnet.v1.ProfileR\bprofiles\"\x9d\x04\n" +
 	"\aProfile\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x12\n" +
@@ -2970,7 +2981,8 @@ const file_kvmnet_v1_agent_proto_rawDesc = "" +
 	"\x11managed_by_kvmnet\x18\f \x01(\bR\x0fmanagedByKvmnet\x12;\n" +
 	"\x1abound_to_missing_interface\x18\r \x01(\bR\x17boundToMissingInterface\x12\x19\n" +
 	"\bipv4_dns\x18d \x03(\tR\aipv4Dns\x12/\n" +
-	"\x14ipv4_ignore_auto_dns\x18e \x01(\bR\x11ipv4IgnoreAutoDns\"\xa5\x03\n" +
+	"\x14ipv4_ignore_auto_dns\x18e \x01(\bR\x11ipv4IgnoreAutoDns\x12$\n" +
+	"\rname_conflict\x18\xc8\x01 \x01(\tR\fnameConflict\"\xa5\x03\n" +
 	"\tIPv6State\x12!\n" +
 	"\fall_disabled\x18\x01 \x01(\bR\vallDisabled\x12)\n" +
 	"\x10default_disabled\x18\x02 \x01(\bR\x0fdefaultDisabled\x12Z\n" +
