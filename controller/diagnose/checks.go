@@ -266,6 +266,10 @@ func (gc *guestCtx) dnsFailure(n *nicCtx, r *kvmnetv1.CheckResult, gwOK bool) {
 // DNSResetFlag is the guests fix flag that consents to replacing DNS set by hand in a profile.
 const DNSResetFlag = "--allow-dns-reset"
 
+// ReplaceForeignProfileFlag is the guests fix flag that consents to deleting a profile someone else
+// made under kvmnet's name (guest_profile_name_taken) so kvmnet's own can take the name.
+const ReplaceForeignProfileFlag = "--replace-foreign-profile"
+
 // dnsOverride returns the profile active on n's interface when it sets DNS by hand (static servers
 // with DHCP's ignored, or static servers at all on a DHCP network), else nil.
 func (gc *guestCtx) dnsOverride(n *nicCtx) *kvmnetv1.Profile {

@@ -292,6 +292,23 @@ func cases() []tcase {
 			finding: &want{code: CodeGuestProfileWrongInterface, sev: SeverityError, subject: "guest vm1/" + mac1,
 				evidence: []string{"profile=Wired connection 1", "interface_name=eth0", "guest_interfaces=enp1s0"},
 				summary:  []string{"bound to interface-name eth0"}, fix: "kvmnetctl guests fix vm1 --nic " + mac1}},
+		{name: "guest_profile_name_taken: someone else's kvm-dhcp-enp1s0, NIC works", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			gst(s).NetworkManager.Profiles = append(gst(s).NetworkManager.Profiles, &kvmnetv1.Profile{Id: "kvm-dhcp-enp1s0", Uuid: "f0", Type: "802-3-ethernet",
+				InterfaceName: "enp1s0", Ipv4Method: "auto", NameConflict: `id "kvm-dhcp-enp1s0" is the name kvmnet gives its own profile for enp1s0, but ...`})
+		}, codes: []Code{CodeGuestProfileNameTaken}, healthy: ptr(true),
+			finding: &want{code: CodeGuestProfileNameTaken, sev: SeverityWarning, subject: "guest vm1/" + mac1,
+				evidence: []string{"profile=kvm-dhcp-enp1s0", "uuid=f0", "managed_by_kvmnet=false", "side=guest"},
+				summary:  []string{"was not made by kvmnet"},
+				fix:      "nmcli connection modify f0 connection.id NEW-NAME"}},
+		{name: "guest_profile_name_taken: the NIC's DHCP fix needs the consent flag", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			firstIface(s).Ipv4 = nil
+			noDefaultRoute(s)
+			s.Networks[0].Leases = nil
+			gst(s).NetworkManager.Profiles = []*kvmnetv1.Profile{{Id: "kvm-dhcp-enp1s0", Uuid: "f0", Type: "802-3-ethernet",
+				InterfaceName: "enp1s0", Ipv4Method: "manual", Ipv4Addresses: []string{"10.9.9.9/24"}, NameConflict: "someone else's"}}
+		}, codes: []Code{CodeGuestNoIPv4, CodeGuestProfileNameTaken}, healthy: ptr(false),
+			finding: &want{code: CodeGuestNoIPv4, sev: SeverityError, subject: "guest vm1/" + mac1,
+				fix: "kvmnetctl guests fix vm1 --nic " + mac1 + " --replace-foreign-profile"}},
 		{name: "guest_profile_wrong_interface: the agent's bound_to_missing_interface decides (one owner)", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			gst(s).NetworkManager.Profiles = append(gst(s).NetworkManager.Profiles,
 				&kvmnetv1.Profile{Id: "old", Type: "802-3-ethernet", InterfaceName: "ens3", Ipv4Method: "auto"},

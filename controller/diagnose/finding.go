@@ -74,6 +74,9 @@ const (
 	CodeGuestStaticWrongSubnet Code = "guest_static_wrong_subnet"
 	// CodeGuestProfileWrongInterface: a NetworkManager profile is bound to an interface that does not exist.
 	CodeGuestProfileWrongInterface Code = "guest_profile_wrong_interface"
+	// CodeGuestProfileNameTaken: a NetworkManager profile has kvmnet's name (kvm-dhcp-<ifname>) but
+	// not kvmnet's marker: someone else made it, and kvmnet's own profile for the NIC needs the name.
+	CodeGuestProfileNameTaken Code = "guest_profile_name_taken"
 	// CodeGuestNoDefaultRoute: the guest has IPv4 but no IPv4 default route on a network that has egress.
 	CodeGuestNoDefaultRoute Code = "guest_no_default_route"
 	// CodeGuestGatewayUnreachable: the guest's IPv4 gateway does not answer ping.

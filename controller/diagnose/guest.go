@@ -97,6 +97,7 @@ func (d *diag) guest(dom snapshot.Domain) GuestReport {
 		}
 		gc.qemuGA()
 	}
+	gc.nameTakenFixes()
 
 	gc.rep.Findings = gc.out
 	if gc.rep.Findings == nil {
@@ -720,6 +721,9 @@ func (gc *guestCtx) profiles() {
 		target = nil
 	}
 	for _, p := range gc.st.GetNetworkManager().GetProfiles() {
+		if p.GetNameConflict() != "" {
+			gc.nameTaken(p)
+		}
 		if p.GetType() != "802-3-ethernet" && p.GetType() != "ethernet" {
 			continue
 		}
@@ -748,6 +752,52 @@ func (gc *guestCtx) profiles() {
 			gc.addNIC(target, f)
 		} else {
 			gc.add(f)
+		}
+	}
+}
+
+// nameTaken reports a profile the agent found under kvmnet's name without kvmnet's marker. The
+// agent decides (name_conflict); here the finding goes to the NIC the name is for, and says both
+// ways out: by hand in the guest, or the consent flag that lets the fix replace it.
+func (gc *guestCtx) nameTaken(p *kvmnetv1.Profile) {
+	ifname := strings.TrimPrefix(p.GetId(), "kvm-dhcp-")
+	var target *nicCtx
+	for _, n := range gc.nics {
+		if n.iface != nil && n.iface.GetName() == ifname {
+			target = n
+		}
+	}
+	f := Finding{
+		Code: CodeGuestProfileNameTaken, Severity: SeverityWarning, Subject: SubjectGuest(gc.dom.Name, ""),
+		Summary: fmt.Sprintf("NM profile %q (uuid %s, ipv4.method=%s) has the name kvmnet gives its own profile for %s but was not made by kvmnet: kvmnet neither adopts nor changes it, and its DHCP fix for %s waits for the name",
+			p.GetId(), p.GetUuid(), p.GetIpv4Method(), ifname, ifname),
+		Fix: fmt.Sprintf("in the guest, rename it (nmcli connection modify %s connection.id NEW-NAME) or delete it (nmcli connection delete %s); or let kvmnet replace it with its own: %s %s",
+			p.GetUuid(), p.GetUuid(), gc.fixGuest(target), ReplaceForeignProfileFlag),
+		Evidence: []string{ev("profile", p.GetId()), ev("uuid", p.GetUuid()), ev("managed_by_kvmnet", p.GetManagedByKvmnet()),
+			ev("name_conflict", p.GetNameConflict()), ev("interface_name", p.GetInterfaceName()), ev("profile_mac", p.GetMac()),
+			ev("active", p.GetActive()), ev("side", "guest")},
+	}
+	if target != nil {
+		gc.addNIC(target, f)
+	} else {
+		gc.add(f)
+	}
+}
+
+// nameTakenFixes: on a NIC whose kvmnet profile name is held by someone else's profile, the DHCP
+// fix of every other finding would delete that profile, so `guests fix` plans it only with the
+// consent flag: their fix text says so.
+func (gc *guestCtx) nameTakenFixes() {
+	for _, t := range gc.out {
+		if t.Code != CodeGuestProfileNameTaken || t.MAC == "" {
+			continue
+		}
+		id, _ := t.Get("profile")
+		for i, f := range gc.out {
+			if f.MAC == t.MAC && f.Code != CodeGuestProfileNameTaken && FixerFor(f) == FixerGuestDHCP && strings.Contains(f.Fix, "kvmnetctl guests fix") {
+				gc.out[i].Fix = strings.Replace(f.Fix, "--nic "+string(t.MAC), "--nic "+string(t.MAC)+" "+ReplaceForeignProfileFlag, 1) +
+					fmt.Sprintf("; %s replaces profile %q, which someone else made under kvmnet's name (see %s)", ReplaceForeignProfileFlag, id, CodeGuestProfileNameTaken)
+			}
 		}
 	}
 }

@@ -112,7 +112,7 @@ func checkGuestFix(t *testing.T, name string, s snapshot.Snapshot, all []diagnos
 	}
 	// The recommended command's consent flags are part of it.
 	p, err := fixplan.Guest(s, all, fixplan.GuestOptions{Domain: m[1], MAC: m[2], AllowStaticToDHCP: strings.Contains(f.Fix, "asks first"),
-		AllowDNSReset: strings.Contains(f.Fix, diagnose.DNSResetFlag)})
+		AllowDNSReset: strings.Contains(f.Fix, diagnose.DNSResetFlag), ReplaceForeignProfile: strings.Contains(f.Fix, diagnose.ReplaceForeignProfileFlag)})
 	if err != nil {
 		if !strings.Contains(f.Fix, "then kvmnetctl guests fix") {
 			t.Errorf("%s: %s recommends guests fix, which refuses (%v), and the text says nothing to do first: %s", name, f.Code, err, f.Fix)

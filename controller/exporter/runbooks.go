@@ -38,6 +38,7 @@ var impacts = map[diagnose.Code]string{
 	diagnose.CodeGuestIPLeaseMismatch:         "The guest uses another address than its lease: host-side name resolution and firewall rules keyed on the lease miss it.",
 	diagnose.CodeGuestStaticWrongSubnet:       "The guest's static address is outside the network's subnet: no gateway is reachable, so no traffic leaves the guest.",
 	diagnose.CodeGuestProfileWrongInterface:   "The NetworkManager profile waits for an interface that does not exist (eth0 on an enp1s0 guest): the real NIC stays unconfigured.",
+	diagnose.CodeGuestProfileNameTaken:        "Nothing breaks by itself: the profile someone else made keeps whatever it does. But kvmnet cannot give the NIC its own DHCP profile until the name is free, so a repair of that NIC waits for the user (rename, delete, or --replace-foreign-profile).",
 	diagnose.CodeGuestNoDefaultRoute:          "The guest reaches its own subnet only: no internet, no DNS beyond the host.",
 	diagnose.CodeGuestGatewayUnreachable:      "The guest's gateway does not answer: nothing beyond the subnet is reachable.",
 	diagnose.CodeGuestIPv6Unroutable:          "Programs that prefer IPv6 (apt, curl, pip) hang for a long time before falling back or fail outright.",

@@ -117,6 +117,16 @@ func TestGuestPlan(t *testing.T) {
 			findings:  []diagnose.Finding{f(diagnose.CodeGuestProfileWrongInterface, mac1), f(diagnose.CodeGuestIPv6Unroutable, "")},
 			want:      []string{"remove-conflicts " + mac1, "ensure " + mac1 + " DISABLED", "ipv6-disable", "pkg-ipv4"},
 			leaseMACs: []snapshot.MAC{mac1}},
+		{name: "kvmnet's name taken by someone else's profile, without consent: the NIC is left alone",
+			snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestNoIPv4, mac1), f(diagnose.CodeGuestProfileNameTaken, mac1, "profile=kvm-dhcp-enp1s0", "uuid=f0")},
+			want: nil, skipped: []diagnose.Code{diagnose.CodeGuestNoIPv4, diagnose.CodeGuestProfileNameTaken}},
+		{name: "kvmnet's name taken, other NIC still fixed",
+			snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestNoIPv4, mac2), f(diagnose.CodeGuestProfileNameTaken, mac1, "profile=kvm-dhcp-enp1s0", "uuid=f0")},
+			want: []string{"remove-conflicts " + mac2, "ensure " + mac2 + " UNSPECIFIED"}, skipped: []diagnose.Code{diagnose.CodeGuestProfileNameTaken}, neighMACs: []snapshot.MAC{mac2}},
+		{name: "kvmnet's name taken, with consent: replaced by kvmnet's own",
+			snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestNoIPv4, mac1), f(diagnose.CodeGuestProfileNameTaken, mac1, "profile=kvm-dhcp-enp1s0", "uuid=f0")},
+			opts: GuestOptions{ReplaceForeignProfile: true},
+			want: []string{"remove-conflicts " + mac1, "ensure " + mac1 + " UNSPECIFIED"}, leaseMACs: []snapshot.MAC{mac1}},
 		{name: "static wrong subnet without consent: skipped",
 			snap: world(), findings: []diagnose.Finding{f(diagnose.CodeGuestStaticWrongSubnet, mac1)},
 			want: nil, skipped: []diagnose.Code{diagnose.CodeGuestStaticWrongSubnet}},
@@ -332,5 +342,26 @@ func TestHostPlan(t *testing.T) {
 				t.Errorf("guest side = %v, want %v", c, tc.guest)
 			}
 		})
+	}
+}
+
+// TestGuestPlanNameTakenSaysWhatToDo: the skip reason for a NIC whose kvmnet profile name is held by
+// someone else's profile names that profile and carries the finding's by-hand commands and flag.
+func TestGuestPlanNameTakenSaysWhatToDo(t *testing.T) {
+	taken := f(diagnose.CodeGuestProfileNameTaken, mac1, "profile=kvm-dhcp-enp1s0", "uuid=f0")
+	taken.Fix = "in the guest, rename it (nmcli connection modify f0 connection.id NEW-NAME) or delete it (nmcli connection delete f0); or let kvmnet replace it with its own: kvmnetctl guests fix vm1 --nic " + mac1 + " " + diagnose.ReplaceForeignProfileFlag
+	p, err := Guest(world(), []diagnose.Finding{f(diagnose.CodeGuestNoIPv4, mac1), taken}, GuestOptions{Domain: "vm1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Empty() || len(p.Skipped) != 2 {
+		t.Fatalf("plan %v, skipped %+v", actions(p.Request), p.Skipped)
+	}
+	for _, sk := range p.Skipped {
+		for _, want := range []string{`profile "kvm-dhcp-enp1s0" (uuid f0)`, "nmcli connection modify f0", "nmcli connection delete f0", diagnose.ReplaceForeignProfileFlag} {
+			if !strings.Contains(sk.Reason, want) {
+				t.Errorf("%s skipped: reason lacks %q: %s", sk.Finding.Code, want, sk.Reason)
+			}
+		}
 	}
 }

@@ -33,6 +33,9 @@ type GuestOptions struct {
 	// AllowDNSReset is the user's consent to replace DNS servers set by hand in a profile
 	// (ipv4.dns, ignore-auto-dns) by the network's, through the NIC's DHCP profile.
 	AllowDNSReset bool
+	// ReplaceForeignProfile is the user's consent to delete a profile someone else made under
+	// kvmnet's name (guest_profile_name_taken) so the NIC's DHCP profile can take the name.
+	ReplaceForeignProfile bool
 	// RollbackTimeout for the agent's checkpoint (0 = DefaultRollbackTimeout).
 	RollbackTimeout time.Duration
 	// CheckURLs are extra HTTP GET targets the guest must reach before the fix is confirmed.
@@ -138,6 +141,17 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 		}
 	}
 
+	// NICs whose kvmnet profile name is held by someone else's profile: without consent their DHCP
+	// fix would delete that profile (RemoveConflictingProfiles), so it is left to the user.
+	nameTaken := map[snapshot.MAC]diagnose.Finding{}
+	if !opts.ReplaceForeignProfile {
+		for _, f := range findings {
+			if f.Domain == dom.Name && f.Code == diagnose.CodeGuestProfileNameTaken && f.MAC != "" {
+				nameTaken[f.MAC] = f
+			}
+		}
+	}
+
 	var dhcpMACs []snapshot.MAC
 	disableIPv6 := false
 	for _, f := range findings {
@@ -172,6 +186,10 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 					plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: fmt.Sprintf("NIC %s is not on a libvirt network or host bridge", m)})
 					continue
 				}
+				if t, ok := nameTaken[m]; ok {
+					plan.Skipped = append(plan.Skipped, Skipped{Finding: f, Reason: nameTakenReason(t)})
+					continue
+				}
 				if !slices.Contains(dhcpMACs, m) {
 					dhcpMACs = append(dhcpMACs, m)
 				}
@@ -201,6 +219,14 @@ func Guest(s snapshot.Snapshot, findings []diagnose.Finding, opts GuestOptions) 
 
 	plan.Verify = verification(s, eligible, dhcpMACs, opts)
 	return plan, nil
+}
+
+// nameTakenReason says why a NIC's DHCP fix waits: someone else's profile has kvmnet's name, and
+// what to do (the finding's fix names the profile's uuid and the commands).
+func nameTakenReason(f diagnose.Finding) string {
+	id, _ := f.Get("profile")
+	uuid, _ := f.Get("uuid")
+	return fmt.Sprintf("profile %q (uuid %s) was made by someone else under the name kvmnet needs for this NIC, and the fix would delete it: %s", id, uuid, f.Fix)
 }
 
 // hostSide reports whether a finding's cause is on the host, where fixing the guest cannot help.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -72,6 +73,7 @@ are named, with ` + "`kvmnetctl host fix`" + ` as the way to repair them.`,
 	f.StringVar(&o.CheckDNSName, "check-name", checks.DefaultName, "host name the guest must resolve through its resolver")
 	f.BoolVar(&o.AllowStaticToDHCP, "allow-static-to-dhcp", false, "consent to replace a static address in the wrong subnet by DHCP")
 	f.BoolVar(&o.AllowDNSReset, "allow-dns-reset", false, "consent to replace DNS servers set by hand in a profile (ipv4.dns, ignore-auto-dns) by the network's")
+	f.BoolVar(&o.ReplaceForeignProfile, strings.TrimPrefix(diagnose.ReplaceForeignProfileFlag, "--"), false, "consent to delete a profile someone else made under kvmnet's name (kvm-dhcp-IFNAME) and create kvmnet's own")
 	return cmd
 }
 
