@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,14 @@ func newStackEnv(t *testing.T, fx map[string]string, cfg config.Config) *stackEn
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// networkd runs (its state file; the directories alone exist on every Debian 12 boot).
+	fx = maps.Clone(fx)
+	if _, ok := fx["run/systemd/netif/state"]; !ok {
+		if fx == nil {
+			fx = map[string]string{}
+		}
+		fx["run/systemd/netif/state"] = "OPER_STATE=routable\n"
 	}
 	for p, c := range fx {
 		if err := os.WriteFile(filepath.Join(root, p), []byte(c), 0o600); err != nil {

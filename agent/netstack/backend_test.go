@@ -210,7 +210,7 @@ func TestNetplanGenerateReal(t *testing.T) {
 
 func TestNetworkdPlanGolden(t *testing.T) {
 	root := build(t, map[string]string{
-		"run/systemd/netif/links/":                     "",
+		"run/systemd/netif/state":                      networkdState,
 		"etc/systemd/network/20-wired.network":         "[Match]\nName=ens3\n\n[Network]\nDHCP=yes\n# static fallback\nAddress=10.0.0.5/24\n",
 		"etc/systemd/network/30-any.network":           "[Match]\nType=ether\n[Network]\nDHCP=yes\n",
 		"etc/systemd/network/40-this.network":          "[Match]\nMACAddress=52:54:00:AA:00:01\n[Network]\nDHCP=yes\n",
@@ -310,9 +310,12 @@ func TestChoose(t *testing.T) {
 		errHas   []string
 	}{
 		{name: "NetworkManager manages it", nm: fakeNM{managed: map[string]bool{"ens2": true}}, stack: NameNetworkManager},
-		{name: "netplan installed, stale name", fx: map[string]string{"etc/netplan/50-cloud-init.yaml": cloudInitStale, "run/systemd/netif/links/": ""}, stack: NameNetplan},
-		{name: "networkd without netplan", fx: map[string]string{"run/systemd/netif/links/": "", "etc/systemd/network/20-wired.network": "[Match]\nName=ens3\n"}, stack: NameNetworkd},
+		{name: "netplan installed, stale name", fx: map[string]string{"etc/netplan/50-cloud-init.yaml": cloudInitStale, "run/systemd/netif/state": networkdState}, stack: NameNetplan},
+		{name: "networkd without netplan", fx: map[string]string{"run/systemd/netif/state": networkdState, "etc/systemd/network/20-wired.network": "[Match]\nName=ens3\n"}, stack: NameNetworkd},
 		{name: "ifupdown only", fx: map[string]string{"etc/network/interfaces": "allow-hotplug eth0\niface eth0 inet dhcp\n"}, nm: fakeNM{err: errors.New("system bus not found")}, stack: NameIfupdown},
+		// Debian 12's ifupdown image: systemd's tmpfiles make /run/systemd/netif/links with networkd
+		// stopped (the lab's first ifupdown run chose networkd here: networkctl reload failed).
+		{name: "ifupdown with networkd's empty runtime dirs", fx: map[string]string{"etc/network/interfaces": "allow-hotplug ens3\niface ens3 inet dhcp\n", "run/systemd/netif/links/": "", "lib/systemd/systemd-networkd": ""}, stack: NameIfupdown},
 		{name: "nothing installed: NetworkManager path as before", fx: map[string]string{"etc/": ""}, stack: NameNetworkManager},
 		{
 			name: "NetworkManager and ifupdown both claim it",
@@ -323,7 +326,7 @@ func TestChoose(t *testing.T) {
 		{
 			name: "netplan and networkd both claim it",
 			fx: map[string]string{
-				"run/systemd/netif/links/":            "",
+				"run/systemd/netif/state":             networkdState,
 				"etc/netplan/10-a.yaml":               "network:\n  ethernets:\n    ens2: {dhcp4: true}\n",
 				"etc/systemd/network/05-mine.network": "[Match]\nName=ens*\n[Network]\nDHCP=yes\n",
 			},

@@ -50,6 +50,9 @@ func build(t *testing.T, fx map[string]string) string {
 
 const mac1 = "52:54:00:aa:00:01"
 
+// networkdState is /run/systemd/netif/state as a running networkd writes it (Debian 12, systemd 252).
+const networkdState = "# This is private data. Do not parse.\nOPER_STATE=routable\nCARRIER_STATE=carrier\nADDRESS_STATE=routable\nONLINE_STATE=online\n"
+
 func enp1s0() []*kvmnetv1.Interface {
 	return []*kvmnetv1.Interface{{Name: "enp1s0", Mac: mac1, Driver: "virtio_net"}}
 }
@@ -80,6 +83,7 @@ func TestDetect(t *testing.T) {
 			name: "networkd runtime state (ubuntu server via netplan)",
 			fx: map[string]string{
 				"sys/class/net/enp1s0/ifindex":   "2\n",
+				"run/systemd/netif/state":        networkdState,
 				"run/systemd/netif/links/2":      "# This is private data. Do not parse.\nADMIN_STATE=configured\nOPER_STATE=routable\nNETWORK_FILE=/run/systemd/network/10-netplan-enp1s0.network\n",
 				"etc/netplan/50-cloud-init.yaml": "network:\n  version: 2\n  ethernets:\n    enp1s0:\n      match:\n        macaddress: \"52:54:00:AA:00:01\"\n      dhcp4: true\n      set-name: enp1s0\n",
 			},
@@ -106,7 +110,7 @@ func TestDetect(t *testing.T) {
 		{
 			name: "networkd .network by MAC, networkd running",
 			fx: map[string]string{
-				"run/systemd/netif/links/":                 "",
+				"run/systemd/netif/state":                  networkdState,
 				"etc/systemd/network/20-wired.network":     "[Match]\nMACAddress=52:54:00:AA:00:01\n\n[Network]\nDHCP=yes\n",
 				"usr/lib/systemd/network/20-wired.network": "[Match]\nName=*\n",
 			},
@@ -114,9 +118,13 @@ func TestDetect(t *testing.T) {
 			detail: "nm=not_asked networkd_network_file=/etc/systemd/network/20-wired.network",
 		},
 		{
+			// tmpfiles.d/systemd-network.conf makes /run/systemd/netif/links on every Debian 12
+			// boot; only networkd's own state file says it runs.
 			name: "networkd .network by name glob, networkd not running",
 			fx: map[string]string{
 				"etc/systemd/network/20-wired.network": "[Match]\nName=en*\n[Network]\nDHCP=yes\n",
+				"run/systemd/netif/links/":             "",
+				"run/systemd/netif/leases/":            "",
 			},
 			stack:  noneStack,
 			detail: "nm=not_asked networkd_network_file=/etc/systemd/network/20-wired.network networkd_running=no",
@@ -124,7 +132,7 @@ func TestDetect(t *testing.T) {
 		{
 			name: "networkd .network for other names only",
 			fx: map[string]string{
-				"run/systemd/netif/links/":                     "",
+				"run/systemd/netif/state":                      networkdState,
 				"etc/systemd/network/20-wired.network":         "[Match]\nName=!en*\n[Network]\nDHCP=yes\n",
 				"usr/lib/systemd/network/80-container.network": "[Match]\nVirtualization=container\nName=host0\n",
 			},

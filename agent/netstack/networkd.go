@@ -22,7 +22,7 @@ type networkFile struct {
 }
 
 type networkdConfig struct {
-	running bool          // /run/systemd/netif/links exists: networkd is (or was) running this boot
+	running bool          // networkdStateFile exists: networkd is (or was) running this boot
 	files   []networkFile // in the order networkd applies them (by file name)
 }
 
@@ -31,9 +31,14 @@ type networkdLinkState struct {
 	networkFile string
 }
 
+// networkdStateFile is the manager state networkd writes once it runs. Not the directories
+// around it: systemd's tmpfiles.d/systemd-network.conf creates /run/systemd/netif/links on every
+// boot of every Debian 12 guest, networkd running or not (seen in the lab's ifupdown image).
+const networkdStateFile = "run/systemd/netif/state"
+
 func readNetworkd(root string) (networkdConfig, error) {
 	c := networkdConfig{}
-	if fi, err := os.Stat(filepath.Join(root, "run/systemd/netif/links")); err == nil && fi.IsDir() {
+	if fi, err := os.Stat(filepath.Join(root, networkdStateFile)); err == nil && fi.Mode().IsRegular() {
 		c.running = true
 	}
 	byName := map[string]string{} // file name → guest path (first directory wins)

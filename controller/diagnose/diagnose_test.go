@@ -201,6 +201,25 @@ func cases() []tcase {
 		{name: "firewalld_zone_missing", base: healthyNAT, mutate: func(s *snapshot.Snapshot) { s.Firewall.Firewalld.Running = true },
 			codes: []Code{CodeFirewalldZoneMissing}, healthy: ptr(false),
 			finding: &want{code: CodeFirewalldZoneMissing, sev: SeverityError, subject: "host", evidence: []string{"libvirt_zone=false"}}},
+		{name: "firewalld_zone_missing: bridge in the default zone, DHCP rejected", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			s.Firewall.Firewalld = snapshot.Firewalld{Running: true, LibvirtZone: true, DefaultZone: "public", InterfaceZones: map[string]string{"virbr0": "public"}}
+			s.Firewall.Flows[2] = snapshot.Flow{Network: "default", Kind: "dhcp", Verdict: snapshot.VerdictReject, Chain: "nftables inet firewalld filter_IN_public",
+				Rule: "reject", FirewalldZone: "public"}
+			s.Firewall.Flows[0] = snapshot.Flow{Network: "default", Kind: "egress", Verdict: snapshot.VerdictReject, Chain: "nftables inet firewalld filter_FWD_public",
+				Rule: "reject", FirewalldZone: "public"}
+		}, codes: []Code{CodeFirewalldZoneMissing}, healthy: ptr(false),
+			finding: &want{code: CodeFirewalldZoneMissing, sev: SeverityError, subject: "host", summary: []string{"out of libvirt's zone: virbr0 (network default) is in zone public", "DHCP reject in zone public"},
+				fix: "host fix --only firewalld_zone_missing", evidence: []string{"libvirt_zone=true", "bridge_zones=virbr0:public", "networks=default"}}},
+		{name: "firewalld_policy_reject_forward", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
+			s.Firewall.Firewalld = snapshot.Firewalld{Running: true, LibvirtZone: true, DefaultZone: "public", InterfaceZones: map[string]string{"virbr0": "libvirt"},
+				Policies: []snapshot.FirewalldPolicy{{Name: "no-guests-out", Target: "REJECT", Priority: -1, Ingress: []string{"libvirt"}, Egress: []string{"ANY"}, Active: true,
+					File: "/etc/firewalld/policies/no-guests-out.xml"}}}
+			s.Firewall.Flows[0] = snapshot.Flow{Network: "default", Kind: "egress", Verdict: snapshot.VerdictReject, Chain: "nftables inet firewalld filter_FWD_policy_no-guests-out",
+				Rule: "reject", FirewalldPolicy: "no-guests-out"}
+		}, codes: []Code{CodeFirewalldPolicyRejectForward}, healthy: ptr(false),
+			finding: &want{code: CodeFirewalldPolicyRejectForward, sev: SeverityError, subject: "network default",
+				summary: []string{"firewalld policy no-guests-out (target REJECT, priority -1, ingress libvirt, egress ANY) rejects"},
+				fix:     "host fix --only firewalld_policy_reject_forward", evidence: []string{"firewalld_policy=no-guests-out", "bridge_zone=libvirt"}}},
 		{name: "firewall_unreadable", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			s.Firewall = snapshot.Firewall{Read: false, Error: "iptables-save: permission denied"}
 		}, codes: []Code{CodeFirewallUnreadable}, healthy: ptr(true),

@@ -39,8 +39,11 @@ const (
 	CodeNetworkForwardDevMismatch Code = "network_forward_dev_mismatch"
 	// CodeHostDHCPDNSBlocked: the host firewall drops guests' DHCP or DNS to the bridge.
 	CodeHostDHCPDNSBlocked Code = "host_dhcp_dns_blocked"
-	// CodeFirewalldZoneMissing: firewalld runs but libvirt's zone is missing.
+	// CodeFirewalldZoneMissing: firewalld runs but libvirt's zone is missing, or a libvirt bridge is
+	// in another zone that rejects its guests.
 	CodeFirewalldZoneMissing Code = "firewalld_zone_missing"
+	// CodeFirewalldPolicyRejectForward: a firewalld policy rejects or drops guests' forwarded traffic.
+	CodeFirewalldPolicyRejectForward Code = "firewalld_policy_reject_forward"
 	// CodeFirewallUnreadable: the rule sets could not be read, firewall causes cannot be judged.
 	CodeFirewallUnreadable Code = "firewall_unreadable"
 	// CodeDnsmasqDown: libvirt's dnsmasq for a network is not running or not answering DNS.

@@ -23,6 +23,9 @@ type diag struct {
 	host     []Finding
 	affects  map[string][]Code // network name -> error codes of host/network findings concerning it
 	rulesBad bool              // libvirt_rules_missing fired
+	// fwdZone lists the networks firewalld_zone_missing was reported for: their flows blocked in a
+	// firewalld zone chain are that finding's consequence, not separate findings.
+	fwdZone map[string]bool
 }
 
 func newDiag(s snapshot.Snapshot) *diag {
@@ -460,27 +463,6 @@ func (d *diag) masquerade(fw snapshot.Firewall) {
 	}
 }
 
-func (d *diag) firewalld(fw snapshot.Firewall) {
-	if !fw.Firewalld.Running || fw.Firewalld.LibvirtZone {
-		return
-	}
-	nets := d.activeNets(servedByLibvirt)
-	if len(nets) == 0 {
-		return
-	}
-	d.addHost(Finding{
-		Code: CodeFirewalldZoneMissing, Severity: SeverityError, Subject: subjectHost,
-		Summary: fmt.Sprintf("firewalld runs but has no \"libvirt\" zone: the bridges of %s land in the default zone, which rejects guests' DHCP and DNS",
-			strings.Join(names(nets), ", ")),
-		Fix: "restore libvirt's zone (/usr/lib/firewalld/zones/libvirt.xml from the libvirt-daemon-driver-network package), then firewall-cmd --reload and " +
-			restartNet(nets[0].Name),
-		Evidence: []string{ev("firewalld_running", true), ev("libvirt_zone", false), ev("networks", names(nets))},
-	})
-	for _, n := range nets {
-		d.affectNet(n.Name, CodeFirewalldZoneMissing)
-	}
-}
-
 func flowEvidence(f snapshot.Flow) []string {
 	out := []string{ev("flow", f.Description), ev("verdict", string(f.Verdict)), ev("chain", f.Chain), ev("rule", f.Rule)}
 	if f.Backend != "" {
@@ -538,6 +520,12 @@ func (d *diag) flows(n *snapshot.Network, fw snapshot.Firewall) {
 			}
 		}
 	}
+	if input != nil && d.fwdZone[n.Name] && input.FirewalldZone != "" {
+		input = nil // firewalld_zone_missing names it
+	}
+	if egress != nil && d.fwdZone[n.Name] && egress.FirewalldZone != "" {
+		egress = nil
+	}
 	if input != nil {
 		f := *input
 		fix := fmt.Sprintf("allow guests' DHCP (udp 67) and DNS (udp/tcp 53) in on %s before %s's rule", n.Bridge, f.Chain)
@@ -562,6 +550,8 @@ func (d *diag) egressBlocked(n *snapshot.Network, f snapshot.Flow, fw snapshot.F
 	evd := append(append([]string{}, base...), flowEvidence(f)...)
 	fd := Finding{Severity: SeverityError, Subject: SubjectNetwork(n.Name), Network: n.Name, Evidence: evd}
 	switch {
+	case f.FirewalldPolicy != "":
+		d.firewalldPolicyReject(n, f, fw, &fd)
 	case isUFW(f) || (isPolicy(f) && (strings.Contains(fw.ForwardPolicySetBy, "ufw") ||
 		(fw.UFW.Enabled && (fw.UFW.DefaultRouted == "deny" || fw.UFW.DefaultRouted == "reject")))):
 		// UFW's routed default sets the FORWARD policy itself; its "route allow" rules come before it.

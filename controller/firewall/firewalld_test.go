@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/controller/runner"
@@ -188,5 +189,64 @@ func checkGolden(t *testing.T, path string, got []byte) {
 	}
 	if string(want) != string(got) {
 		t.Errorf("%s differs (run with -update after checking the change):\n%s", path, got)
+	}
+}
+
+func TestFirewalldFixes(t *testing.T) {
+	bus := FirewallCmd{Bus: "unix:path=/tmp/x/bus.sock"}
+	rt := &FirewalldRuntime{InterfaceZones: map[string]string{"virbr0": "libvirt"}, FallbackZone: "public"}
+	noZone := &FirewalldConfig{Runtime: &FirewalldRuntime{FallbackZone: "public"}}
+	f, err := FirewalldZoneFix(noZone, "virbr0", bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range f.Commands {
+		got = append(got, c.String())
+	}
+	want := []string{
+		"env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/x/bus.sock firewall-cmd --permanent --new-zone=libvirt",
+		"env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/x/bus.sock firewall-cmd --permanent --zone=libvirt --set-target=ACCEPT",
+	}
+	if !slices.Equal(got[:2], want) || len(got) != 8 || !strings.Contains(got[4], `'--add-rich-rule=rule priority="32767" reject'`) {
+		t.Errorf("zone fix commands:\n%s", strings.Join(got, "\n"))
+	}
+	withZone := &FirewalldConfig{Zones: []FirewalldZone{{Name: "libvirt"}}, Runtime: rt}
+	if f, _ := FirewalldZoneFix(withZone, "virbr0", FirewallCmd{}); len(f.Commands) != 2 || f.Commands[0].Argv[0] != "firewall-cmd" ||
+		f.Commands[0].Check == nil {
+		t.Errorf("zone fix with the zone present: %+v", f.Commands)
+	}
+	if _, err := FirewalldZoneFix(withZone, "vir br0", bus); err == nil {
+		t.Error("accepted a bridge name with a space")
+	}
+
+	pols := []FirewalldPolicy{
+		{Name: "allow-host-ipv6", Target: "CONTINUE", Priority: -15000, Ingress: []string{"ANY"}, Egress: []string{"HOST"}},
+		{Name: "to-host", Target: "REJECT", Priority: -20000, Ingress: []string{"libvirt"}, Egress: []string{"HOST"}},
+		{Name: "late", Target: "DROP", Priority: 100, Ingress: []string{"ANY"}, Egress: []string{"ANY"}},
+		{Name: "early", Target: "REJECT", Priority: -50, Ingress: []string{"libvirt"}, Egress: []string{"public"}},
+		{Name: "other", Target: "REJECT", Priority: -900, Ingress: []string{"public"}, Egress: []string{"ANY"}},
+	}
+	f, err = FirewalldPolicyFix(&FirewalldConfig{Policies: pols, Runtime: rt}, "virbr0", FirewallCmd{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// to-host is towards HOST only and other is not from libvirt: early (-50) is the first that rejects.
+	if !strings.Contains(f.Summary, "priority -51, before early's -50") || f.Commands[0].Argv[2] != "--new-policy=kvmnet-libvirt" {
+		t.Errorf("policy fix %s: %v", f.Summary, f.Commands[0].Argv)
+	}
+	f, _ = FirewalldPolicyFix(&FirewalldConfig{Policies: pols[2:3], Runtime: rt}, "virbr0", FirewallCmd{})
+	if !strings.Contains(f.Summary, "priority -1,") {
+		t.Errorf("a positive-priority policy runs after the zones: kvmnet's must still be negative: %s", f.Summary)
+	}
+	for name, cfg := range map[string]*FirewalldConfig{
+		"no rejecting policy": {Policies: pols[:2], Runtime: rt},
+		"bridge in public":    {Policies: pols, Runtime: &FirewalldRuntime{FallbackZone: "public"}},
+		"lowest priority": {Policies: []FirewalldPolicy{{Name: "x", Target: "DROP", Priority: -32768, Ingress: []string{"ANY"}, Egress: []string{"ANY"}}},
+			Runtime: rt},
+	} {
+		if _, err := FirewalldPolicyFix(cfg, "virbr0", FirewallCmd{}); err == nil {
+			t.Errorf("%s: no error", name)
+		}
 	}
 }

@@ -37,7 +37,7 @@ const (
 
 var stepOrder = []HostStepKind{
 	StepDefineDefaultNetwork, StepStartNetwork, StepAutostartNetwork, StepEnableIPForward,
-	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepBridgedAccept, StepBridgeNFOff, StepLinkUp, StepMoveChannel,
+	StepRestartNetwork, StepUFWRouteAllow, StepDockerUserAccept, StepFirewalldZone, StepFirewalldPolicyAccept, StepBridgedAccept, StepBridgeNFOff, StepLinkUp, StepMoveChannel,
 }
 
 // HostStepKinds returns every step kind, in the order steps run.
@@ -146,6 +146,8 @@ func HostWith(s snapshot.Snapshot, findings []diagnose.Finding, only []diagnose.
 			}
 		case diagnose.CodeBridgeNetfilterDrop:
 			p.bridgeNetfilter(s, f, opts)
+		case diagnose.CodeFirewalldZoneMissing, diagnose.CodeFirewalldPolicyRejectForward:
+			p.firewalld(s, f)
 		case diagnose.CodeChannelSocketExposed:
 			p.addStep(f, HostStep{Kind: StepMoveChannel, Domain: f.Domain,
 				Summary: "move the kvmnet channel of " + f.Domain + " to /var/lib/kvmnet/channels (root-only); takes effect at the next boot unless hot-swapped"})

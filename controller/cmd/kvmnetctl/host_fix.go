@@ -40,8 +40,16 @@ finding must be gone, or the command exits 1.
   bridge_netfilter_drop  ACCEPT frames bridged on the bridge (-m physdev --physdev-is-bridged) in
                          DOCKER-USER or FORWARD of the iptables world that dropped them; with
                          --bridge-nf-off instead net.bridge.bridge-nf-call-iptables=0 (+ sysctl.d)
+  firewalld_zone_missing bind the bridge to firewalld's libvirt zone (runtime and permanent),
+                         creating the zone as libvirt ships it when it is missing
+  firewalld_policy_reject_forward
+                         a policy kvmnet-libvirt (ingress libvirt, egress ANY, ACCEPT) before the
+                         rejecting policy, which stays as it is; firewalld is reloaded
   channel_socket_exposed move the kvmnet channel socket into a root-only directory
-  guest_nic_link_down    set the NIC's link up (when libvirt has it down)`,
+  guest_nic_link_down    set the NIC's link up (when libvirt has it down)
+
+firewall-cmd talks to firewalld on the system bus; KVMNET_FIREWALLD_BUS=ADDRESS points it at another
+one (a firewalld in a test namespace on a private bus).`,
 		Example: `  kvmnetctl host fix --dry-run
   kvmnetctl host fix --only ufw_routed_blocked --yes`,
 		Args: cobra.NoArgs,
@@ -91,7 +99,7 @@ func runHostFix(ctx context.Context, g *Globals, fio fixIO, only []diagnose.Code
 	res, err := fix.Host(ctx, fix.HostDeps{
 		Snapshot: snapshotter(g, src, nil, env),
 		Steps: hoststeps.Table(hoststeps.Env{Libvirt: src, Run: env.runner(), HostNet: env.hostnet,
-			Files: env.files(), Root: env.root(), Out: fio.human}),
+			Files: env.files(), Root: env.root(), Out: fio.human, FirewalldBus: g.Getenv("KVMNET_FIREWALLD_BUS")}),
 		Confirm: fio.confirm,
 		Events:  fio.human.Event,
 		Plan:    opts,

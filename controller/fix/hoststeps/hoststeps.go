@@ -33,6 +33,10 @@ type Env struct {
 	Root string
 	// Out receives the lines a step prints while it runs (taps re-attached, jumps re-added).
 	Out io.Writer
+	// FirewalldBus is the D-Bus address of the firewalld that the firewalld steps change through
+	// firewall-cmd ("" = firewall-cmd's default, the system bus of this host; tests and the lab give
+	// a private bus).
+	FirewalldBus string
 }
 
 // steps carries out the table's entries; fw caches the firewall read for the Docker steps.
@@ -45,17 +49,19 @@ type steps struct {
 func Table(e Env) fix.HostSteps {
 	s := &steps{Env: e}
 	return fix.HostSteps{
-		fixplan.StepDefineDefaultNetwork: s.defineDefaultNetwork,
-		fixplan.StepStartNetwork:         s.startNetwork,
-		fixplan.StepAutostartNetwork:     s.autostartNetwork,
-		fixplan.StepEnableIPForward:      s.enableIPForward,
-		fixplan.StepRestartNetwork:       s.restartNetwork,
-		fixplan.StepUFWRouteAllow:        s.firewallStep,
-		fixplan.StepDockerUserAccept:     s.firewallStep,
-		fixplan.StepBridgedAccept:        s.bridgedAccept,
-		fixplan.StepBridgeNFOff:          s.bridgeNFOff,
-		fixplan.StepLinkUp:               s.linkUp,
-		fixplan.StepMoveChannel:          s.moveChannel,
+		fixplan.StepDefineDefaultNetwork:  s.defineDefaultNetwork,
+		fixplan.StepStartNetwork:          s.startNetwork,
+		fixplan.StepAutostartNetwork:      s.autostartNetwork,
+		fixplan.StepEnableIPForward:       s.enableIPForward,
+		fixplan.StepRestartNetwork:        s.restartNetwork,
+		fixplan.StepUFWRouteAllow:         s.firewallStep,
+		fixplan.StepDockerUserAccept:      s.firewallStep,
+		fixplan.StepBridgedAccept:         s.bridgedAccept,
+		fixplan.StepFirewalldZone:         s.firewalld,
+		fixplan.StepFirewalldPolicyAccept: s.firewalld,
+		fixplan.StepBridgeNFOff:           s.bridgeNFOff,
+		fixplan.StepLinkUp:                s.linkUp,
+		fixplan.StepMoveChannel:           s.moveChannel,
 	}
 }
 
@@ -190,6 +196,29 @@ func (s *steps) firewallStep(ctx context.Context, st fixplan.HostStep) (fix.Host
 			s.fw = fw
 		}
 		f, err = firewall.DockerForwardFix(st.Bridge, st.Uplink, st.Subnet, s.fw.DockerIptables())
+	}
+	if err != nil {
+		return fix.HostChange{}, err
+	}
+	return fix.HostChange{Commands: firewallCommands(f), Do: s.applyFirewall(f)}, nil
+}
+
+// firewalld builds a firewalld step from a fresh read of the firewall: an earlier step of the same
+// run may have changed firewalld's zones.
+func (s *steps) firewalld(ctx context.Context, st fixplan.HostStep) (fix.HostChange, error) {
+	fw, err := firewall.NewReader(s.Run, firewall.Options{Files: s.Files}).Read(ctx)
+	if err != nil {
+		return fix.HostChange{}, fmt.Errorf("read the firewall: %w", err)
+	}
+	if fw.Firewalld == nil {
+		return fix.HostChange{}, fmt.Errorf("firewalld is not installed here (no /etc/firewalld, no inet firewalld table): nothing to change")
+	}
+	fc := firewall.FirewallCmd{Bus: s.FirewalldBus}
+	var f firewall.Fix
+	if st.Kind == fixplan.StepFirewalldZone {
+		f, err = firewall.FirewalldZoneFix(fw.Firewalld, st.Bridge, fc)
+	} else {
+		f, err = firewall.FirewalldPolicyFix(fw.Firewalld, st.Bridge, fc)
 	}
 	if err != nil {
 		return fix.HostChange{}, err
