@@ -100,7 +100,7 @@ func TestProfilesLeaseAndMarker(t *testing.T) {
 	}
 	addrs, err := c.WaitIPv4(ctx, dev.Path, ac, 20*time.Second)
 	if err != nil {
-		t.Fatalf("%v\nNM log:\n%s", err, l.NM.Proc.Output())
+		t.Fatalf("%v\n%s", err, l.Report())
 	}
 	t.Logf("measured: activate -> IPv4 %v in %s", addrs, time.Since(start))
 	lease := l.DHCP.LeaseFor(dev.MAC)

@@ -98,7 +98,7 @@ func BenchmarkGetStateRealNM(b *testing.B) {
 		return n == 2 && active, nil
 	})
 	if err != nil {
-		b.Fatalf("lab not ready: %v\nNM log:\n%s", err, lab.NM.Proc.Output())
+		b.Fatalf("lab not ready: %v\n%s", err, lab.Report())
 	}
 	st, _ := s.GetState(ctx, &kvmnetv1.GetStateRequest{})
 	if len(st.CollectionErrors) > 0 {

@@ -54,7 +54,7 @@ func TestForeignKvmDHCPProfileNotAdopted(t *testing.T) {
 
 	resp, err := s.Apply(ctx, ensureReq(macA, 20, 60, true))
 	if err != nil {
-		t.Fatalf("%v\nNM log:\n%s", err, lab.NM.Proc.Output())
+		t.Fatalf("%v\n%s", err, lab.Report())
 	}
 	if _, err := s.Confirm(ctx, &kvmnetv1.ConfirmRequest{CheckpointId: resp.CheckpointId}); err != nil {
 		t.Fatal(err)

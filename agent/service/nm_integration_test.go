@@ -155,7 +155,7 @@ func TestStaleProfileReplacedOnlyRequestedNICChanges(t *testing.T) {
 	start := time.Now()
 	resp, err := s.Apply(ctx, ensureReq(macA, 20, 60, true))
 	if err != nil {
-		t.Fatalf("%v\nNM log:\n%s", err, lab.NM.Proc.Output())
+		t.Fatalf("%v\n%s", err, lab.Report())
 	}
 	var lease string
 	if err := testenv.WaitFor(20*time.Second, 20*time.Millisecond, func() (bool, error) {
@@ -203,7 +203,7 @@ func TestStaleProfileReplacedOnlyRequestedNICChanges(t *testing.T) {
 
 	again, err := s.Apply(ctx, ensureReq(macA, 20, 60, true))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, lab.Report())
 	}
 	if !again.Noop || len(again.Changes) != 0 || again.CheckpointId != "" {
 		t.Fatalf("second apply is not a no-op: %v", again)
@@ -238,7 +238,7 @@ func TestUnconfirmedApplyRollsBack(t *testing.T) {
 	}
 	resp, err := s.Apply(ctx, ensureReq(macA, 20, 10, true))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, lab.Report())
 	}
 	if a := lab.IPv4("enp1s0"); len(a) != 1 || a[0] == "10.77.0.50/24" {
 		t.Fatalf("after apply enp1s0 has %v, want one DHCP address", a)
@@ -279,7 +279,7 @@ func TestExplicitRollbackAndFailedActivation(t *testing.T) {
 
 	resp, err := s.Apply(ctx, ensureReq(macA, 20, 60, true))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, lab.Report())
 	}
 	rb, err := s.Rollback(ctx, &kvmnetv1.RollbackRequest{CheckpointId: resp.CheckpointId})
 	if err != nil {

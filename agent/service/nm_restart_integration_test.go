@@ -229,7 +229,7 @@ func TestNMRestartWhilePending(t *testing.T) {
 
 			resp, err := s.Apply(ctx, ensureReq(macA, 20, 10, true))
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v\n%s", err, lab.Report())
 			}
 			if v := readNM(t, lab); v.checkpoints != 1 || v.active["enp1s0"] != "kvm-dhcp-enp1s0" {
 				t.Fatalf("after Apply: %+v", v)
@@ -263,7 +263,7 @@ func TestNMRestartWhilePending(t *testing.T) {
 			// Confirmed after a restart: kept.
 			resp, err = s.Apply(ctx, ensureReq(macA, 20, 10, true))
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v\n%s", err, lab.Report())
 			}
 			restartNM(t, lab, rs, time.Now())
 			if _, err := s.Confirm(ctx, &kvmnetv1.ConfirmRequest{CheckpointId: resp.CheckpointId}); err != nil {

@@ -84,7 +84,7 @@ func newGuestLab(t *testing.T, allowApply bool) *guestLab {
 	l.host.Bridge("br0", fxBridgeIP+"/24")
 	l.guest.Veth("enp1s0", l.host, "p0")
 	l.guest.MustRun("ip", "link", "set", "enp1s0", "address", fxMAC)
-	l.host.MustRun("ip", "link", "set", "p0", "master", "br0")
+	l.host.BridgePort("p0", "br0")
 	l.dhcp = testenv.StartDnsmasq(t, l.host, testenv.DnsmasqOptions{Interface: "br0", DNS: true,
 		Range: "10.88.0.100,10.88.0.199,255.255.255.0,1h", Extra: []string{"--address=/" + fxCheckName + "/" + fxBridgeIP}})
 	// The egress check's default target is the check name on port 80: the "internet" answers there.
@@ -189,9 +189,9 @@ func guestResolver(ns netns.NsHandle) *net.Resolver {
 	}}
 }
 
-// inNetns runs f on an OS thread moved into ns, then moves the thread back. (A thread must not
-// simply exit locked: children started from it with Pdeathsig — the test's daemons — would be
-// killed with it.) Sockets f creates belong to ns.
+// inNetns runs f on an OS thread moved into ns, then moves the thread back; the thread returns to
+// the runtime only once it is back in its own namespace (otherwise it exits with the goroutine).
+// Sockets f creates belong to ns.
 func inNetns(ns netns.NsHandle, f func()) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -454,7 +454,7 @@ func TestGuestFixRealNM(t *testing.T) {
 		res, err := fix.Guest(ctx, l.deps(&out), fxOpts(30*time.Second), false)
 		transcript(t, "kvmnetctl guests fix vm1 --yes", out.String())
 		if err != nil {
-			t.Fatalf("%v\nNM log:\n%s", err, l.nm.Proc.Output())
+			t.Fatalf("%v\n%s", err, testenv.DHCPReport(l.nm, l.dhcp, l.guest, l.host))
 		}
 		t.Logf("measured: guest fix (plan, preview, apply, verify, confirm) took %s", time.Since(start))
 		if !res.Confirmed || res.RolledBack || res.Applied.GetCheckpointId() == "" {

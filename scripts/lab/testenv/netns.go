@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,11 +18,48 @@ import (
 // Netns is a network namespace created for one test and deleted when it ends.
 type Netns struct {
 	// Name as `ip netns list` shows it.
-	Name string
-	t    testing.TB
-	mu   sync.Mutex
-	proc []*Proc
+	Name  string
+	t     testing.TB
+	mu    sync.Mutex
+	proc  []*Proc
+	spawn *spawner
 }
+
+// spawner forks a namespace's long-running processes from one OS thread that stays alive until the
+// namespace is destroyed. Pdeathsig belongs to the thread that forked, not to the process: a child
+// forked from whatever thread the test goroutine happened to run on is SIGKILLed when that thread
+// exits, and Go ends a thread whenever a goroutine exits while locked to it — which code entering a
+// namespace does (ServeHTTP did; agent and test code may). That killed the lab dnsmasq a moment after
+// its start in ~1 of 10–20 runs of TestGuestFixRealNM, and NetworkManager then sent DISCOVERs to a
+// namespace with no UDP socket (UdpIgnoredMulti) until the agent's 30 s wait rolled back.
+type spawner struct{ reqs chan spawnReq }
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+func newSpawner() *spawner {
+	s := &spawner{reqs: make(chan spawnReq)}
+	go func() {
+		// Never unlocked: when the namespace goes, the thread exits with the goroutine, and Pdeathsig
+		// then kills whatever outlived its Stop.
+		runtime.LockOSThread()
+		for r := range s.reqs {
+			r.errc <- r.cmd.Start()
+		}
+	}()
+	return s
+}
+
+// start forks cmd from the spawner's thread.
+func (s *spawner) start(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	s.reqs <- spawnReq{cmd: cmd, errc: errc}
+	return <-errc
+}
+
+func (s *spawner) stop() { close(s.reqs) }
 
 // NewNetns creates a namespace named kvmt-<prefix>-<random> with loopback up. The prefix keeps
 // parallel tests (and parallel developers) apart; keep it short (names are limited to 15+ chars in
@@ -34,7 +72,7 @@ func NewNetns(t testing.TB, prefix string) *Netns {
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("create network namespace %s: %v: %s", name, err, out)
 	}
-	ns := &Netns{Name: name, t: t}
+	ns := &Netns{Name: name, t: t, spawn: newSpawner()}
 	t.Cleanup(ns.destroy)
 	ns.MustRun("ip", "link", "set", "lo", "up")
 	return ns
@@ -48,6 +86,7 @@ func (ns *Netns) destroy() {
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Stop()
 	}
+	ns.spawn.stop()
 	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
 		ns.t.Errorf("delete network namespace %s: %v: %s", ns.Name, err, out)
 	}
@@ -86,6 +125,8 @@ type Proc struct {
 	out  *syncBuffer
 	done chan struct{}
 	once sync.Once
+	// waitErr is what Wait returned (set before done closes).
+	waitErr error
 }
 
 // Output returns what the process printed so far.
@@ -99,6 +140,18 @@ func (p *Proc) Exited() bool {
 	default:
 		return false
 	}
+}
+
+// State says whether the process still runs or how it ended ("running", "exited: signal: killed"),
+// for failure messages: a daemon that died unnoticed explains a test that timed out waiting for it.
+func (p *Proc) State() string {
+	if !p.Exited() {
+		return fmt.Sprintf("running (pid %d)", p.Cmd.Process.Pid)
+	}
+	if p.waitErr == nil {
+		return fmt.Sprintf("exited with status 0 (pid %d)", p.Cmd.Process.Pid)
+	}
+	return fmt.Sprintf("exited: %v (pid %d)", p.waitErr, p.Cmd.Process.Pid)
 }
 
 // Stop sends SIGTERM to the process (and its process group), then SIGKILL after 3 s.
@@ -127,18 +180,19 @@ func (ns *Netns) Start(name string, extraEnv []string, argv ...string) *Proc {
 }
 
 // StartCmd starts a prepared command (which must enter the namespace itself) and registers it for
-// cleanup with the namespace.
+// cleanup with the namespace. It is forked from the namespace's spawner thread, so it dies with the
+// test process (Pdeathsig) but not with whichever goroutine's thread asked for it.
 func (ns *Netns) StartCmd(name string, cmd *exec.Cmd, extraEnv []string) *Proc {
 	ns.t.Helper()
 	buf := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	cmd.Env = append(os.Environ(), extraEnv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := ns.spawn.start(cmd); err != nil {
 		ns.t.Fatalf("start %s in netns %s: %v", name, ns.Name, err)
 	}
 	p := &Proc{Name: name, Cmd: cmd, out: buf, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
+	go func() { p.waitErr = cmd.Wait(); close(p.done) }()
 	ns.mu.Lock()
 	ns.proc = append(ns.proc, p)
 	ns.mu.Unlock()

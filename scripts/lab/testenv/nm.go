@@ -63,6 +63,7 @@ enabled=false
 
 [logging]
 level=INFO
+domains=ALL:INFO,DHCP4:DEBUG,IP4:DEBUG,DEVICE:DEBUG
 `
 
 // nmWrapper runs as the first process of NetworkManager's private mount namespace (unshare -m, private
@@ -112,7 +113,7 @@ func StartNM(t testing.TB, ns *Netns, bus *Bus, o NMOptions) *NM {
 		t.Fatal(err)
 	}
 	argv := []string{"unshare", "-m", "--propagation", "private", "--", "sh", "-c", nmWrapper, "nm-wrapper", varLib, runNM,
-		"NetworkManager", "--no-daemon", "--config=" + conf, "--config-dir=" + confD,
+		"NetworkManager", "--debug", "--config=" + conf, "--config-dir=" + confD,
 		"--system-config-dir=" + confD, "--state-file=" + filepath.Join(varLib, "NetworkManager.state"),
 		"--intern-config=" + filepath.Join(varLib, "NetworkManager-intern.conf"),
 		"--pid-file=/run/NetworkManager/NetworkManager.pid"}
@@ -288,7 +289,7 @@ func NewNMLab(t testing.TB, o NMLabOptions) *NMLab {
 			guest.MustRun("ip", "link", "set", nic.Name, "address", nic.MAC)
 		}
 		if nic.OnBridge {
-			host.MustRun("ip", "link", "set", peer, "master", "br0")
+			host.BridgePort(peer, "br0")
 		}
 	}
 	lab.DHCP = StartDnsmasq(t, host, DnsmasqOptions{Interface: "br0",

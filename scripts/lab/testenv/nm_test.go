@@ -21,7 +21,7 @@ func TestNMLabLeases(t *testing.T) {
 		cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+lab.Bus.Address)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("nmcli %v: %v: %s\nNM log:\n%s", args, err, out, lab.NM.Proc.Output())
+			t.Fatalf("nmcli %v: %v: %s\n%s", args, err, out, lab.Report())
 		}
 		return string(out)
 	}
@@ -38,7 +38,7 @@ func TestNMLabLeases(t *testing.T) {
 	if err := WaitFor(20*time.Second, 100*time.Millisecond, func() (bool, error) {
 		return lab.DHCP.LeaseFor("52:54:00:77:00:01") != "", nil
 	}); err != nil {
-		t.Fatalf("no lease: %v\n%s", err, lab.DHCP.Proc.Output())
+		t.Fatalf("no lease: %v\n%s", err, lab.Report())
 	}
 	addrs := lab.IPv4("enp1s0")
 	if len(addrs) != 1 || !strings.HasPrefix(addrs[0], "10.77.0.1") {
