@@ -178,6 +178,22 @@ func cases() []tcase {
 				Rule: "-A FORWARD -s 192.168.122.0/24 -j DROP"}
 		}, codes: []Code{CodeFirewallEgressBlocked},
 			finding: &want{code: CodeFirewallEgressBlocked, sev: SeverityError, evidence: []string{"rule=-A FORWARD -s 192.168.122.0/24 -j DROP"}}},
+		// The bridge tutorial moved the uplink into br0: libvirt's rules still say -o up0.
+		{name: "network_forward_dev_mismatch: routed dev now a bridge port", base: healthyRouted, mutate: func(s *snapshot.Snapshot) {
+			s.Networks[0].ForwardDev = "up0"
+			s.Host.Uplink = "br0"
+			s.Host.Bridges = append(s.Host.Bridges, bridge("br0", "203.0.113.2/24", "up0"))
+			s.Firewall.Flows[0] = snapshot.Flow{Network: "routed", Kind: "egress", Verdict: snapshot.VerdictReject, Chain: "iptables-nft filter LIBVIRT_FWO",
+				Rule: "-A LIBVIRT_FWO -i virbr3 -j REJECT --reject-with icmp-port-unreachable"}
+		}, codes: []Code{CodeNetworkForwardDevMismatch},
+			finding: &want{code: CodeNetworkForwardDevMismatch, sev: SeverityError, evidence: []string{"forward_dev=up0", "uplink=br0"},
+				summary: []string{"up0 is now a port of bridge br0"}, fix: "virsh net-edit routed: <forward mode='route' dev='br0'/>"}},
+		{name: "firewall_egress_blocked: forward dev matches, a foreign REJECT", base: healthyRouted, mutate: func(s *snapshot.Snapshot) {
+			s.Networks[0].ForwardDev = "eth0"
+			s.Firewall.Flows[0] = snapshot.Flow{Network: "routed", Kind: "egress", Verdict: snapshot.VerdictReject, Chain: "iptables-nft filter FORWARD",
+				Rule: "-A FORWARD -s 192.168.100.0/24 -j REJECT"}
+		}, codes: []Code{CodeFirewallEgressBlocked},
+			finding: &want{code: CodeFirewallEgressBlocked, sev: SeverityError}},
 		{name: "host_dhcp_dns_blocked (UFW input)", base: healthyNAT, mutate: func(s *snapshot.Snapshot) {
 			s.Firewall.Flows[2] = snapshot.Flow{Network: "default", Kind: "dns", Verdict: snapshot.VerdictDrop, Chain: "ufw-user-input", Rule: "policy DROP of INPUT (ufw)"}
 		}, codes: []Code{CodeHostDHCPDNSBlocked},

@@ -34,6 +34,9 @@ const (
 	CodeForwardPolicyDrop Code = "forward_policy_drop"
 	// CodeFirewallEgressBlocked: another rule (named in the evidence) drops guest traffic to the uplink.
 	CodeFirewallEgressBlocked Code = "firewall_egress_blocked"
+	// CodeNetworkForwardDevMismatch: a NAT/routed network's <forward dev=...> is not the interface
+	// of the host's default route, so libvirt's own rules reject guests' traffic to the uplink.
+	CodeNetworkForwardDevMismatch Code = "network_forward_dev_mismatch"
 	// CodeHostDHCPDNSBlocked: the host firewall drops guests' DHCP or DNS to the bridge.
 	CodeHostDHCPDNSBlocked Code = "host_dhcp_dns_blocked"
 	// CodeFirewalldZoneMissing: firewalld runs but libvirt's zone is missing, or a libvirt bridge is

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
@@ -59,4 +60,18 @@ func (d *diag) upstreamReturn(n *snapshot.Network) (why, fix string, evidence []
 	evidence = []string{ev("forward", string(n.Forward)), ev("return_route", "unknown"), ev("host_egress", verdict),
 		ev("likely_cause", "upstream_return_route")}
 	return why, fix, evidence, true
+}
+
+// forwardDevMismatch: a NAT or routed network restricted to <forward dev=X> whose evaluated egress
+// libvirt's own rules block while the host's default route leaves by another interface. libvirt
+// writes X into its rules (-o X), so after a NIC rename or moving X into a bridge every packet to the
+// uplink meets libvirt's catch-all REJECT instead.
+func (d *diag) forwardDevMismatch(n *snapshot.Network, f snapshot.Flow) bool {
+	if n.Forward != snapshot.ForwardNAT && n.Forward != snapshot.ForwardRoute {
+		return false
+	}
+	if n.ForwardDev == "" || d.s.Host.Uplink == "" || n.ForwardDev == d.s.Host.Uplink {
+		return false
+	}
+	return strings.Contains(f.Chain, "LIBVIRT_") || strings.Contains(f.Chain, "libvirt_network")
 }

@@ -572,6 +572,17 @@ func (d *diag) egressBlocked(n *snapshot.Network, f snapshot.Flow, fw snapshot.F
 			orNone(fw.ForwardPolicy), who, f.Verdict, n.Bridge, n.Subnet(), f.Rule)
 		fd.Evidence = append(fd.Evidence, ev("docker", fw.Docker), ev("forward_policy", fw.ForwardPolicy), ev("set_by", fw.ForwardPolicySetBy))
 		fd.Fix = d.forwardFix(n, fw.Docker)
+	case d.forwardDevMismatch(n, f):
+		fd.Code = CodeNetworkForwardDevMismatch
+		why := "the default route leaves by " + d.s.Host.Uplink
+		if br, ok := d.bridges[d.s.Host.Uplink]; ok && slices.Contains(br.Ports, n.ForwardDev) {
+			why = fmt.Sprintf("%s is now a port of bridge %s, which holds the default route", n.ForwardDev, d.s.Host.Uplink)
+		}
+		fd.Summary = fmt.Sprintf("network %q (%s) forwards only by <forward dev='%s'>, but %s: libvirt's own rule %ss guest traffic from %s (%s): %s (chain %s)",
+			n.Name, n.Forward, n.ForwardDev, why, f.Verdict, n.Bridge, n.Subnet(), f.Rule, f.Chain)
+		fd.Fix = fmt.Sprintf("virsh net-edit %s: <forward mode='%s' dev='%s'/> (or no dev), then %s (libvirt rewrites its rules; running guests' taps must be re-attached)",
+			n.Name, n.Forward, d.s.Host.Uplink, restartNet(n.Name))
+		fd.Evidence = append(fd.Evidence, ev("forward_dev", n.ForwardDev), ev("forward", string(n.Forward)))
 	default:
 		fd.Code = CodeFirewallEgressBlocked
 		fd.Summary = fmt.Sprintf("the host firewall %ss new guest traffic from %s (%s) to %s: %s (chain %s)",

@@ -21,6 +21,7 @@ var impacts = map[diagnose.Code]string{
 	diagnose.CodeUFWRoutedBlocked:             "Ping from the guest to the host works, everything routed through the host (apt, DNS to upstream, HTTP) is dropped by UFW.",
 	diagnose.CodeForwardPolicyDrop:            "Guest traffic to the outside is dropped by the FORWARD policy (usually set by Docker): the guest has an address but no internet.",
 	diagnose.CodeFirewallEgressBlocked:        "A rule named in the evidence drops guest traffic to the uplink: the guest has an address and a gateway but no internet.",
+	diagnose.CodeNetworkForwardDevMismatch:    "libvirt accepts the guests' traffic only out by the network's forward dev; the default route now leaves by another interface (renamed NIC, NIC moved into a bridge), so libvirt's own catch-all rejects it: no internet.",
 	diagnose.CodeHostDHCPDNSBlocked:           "Guests get no lease (DHCP dropped) or cannot resolve names (DNS to the bridge dropped).",
 	diagnose.CodeFirewalldZoneMissing:         "firewalld has libvirt's bridge in another zone (or has no libvirt zone at all): the default zone rejects guests' DHCP and DNS, and forwarding stops.",
 	diagnose.CodeFirewalldPolicyRejectForward: "A firewalld policy rejects guests' forwarded traffic: they get a lease and resolve names through the host, but reach nothing beyond it.",

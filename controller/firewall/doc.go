@@ -1,8 +1,8 @@
 // Package firewall reads a host's packet filter (iptables-nft, iptables-legacy and native
 // nftables), finds what libvirt, Docker, UFW and firewalld put there, and evaluates what the kernel
 // would do with guest packets — instead of only listing rules. It also provides the host fix
-// primitives for ufw_routed_blocked and forward_policy_drop (exact argv first, then applied through
-// the runner).
+// primitives for ufw_routed_blocked, forward_policy_drop, bridge_netfilter_drop and the firewalld
+// codes (exact argv first, then applied through the runner).
 //
 // How rules are read (the decision, with its reasons):
 //   - iptables rules come from `iptables-nft-save` (falling back to `iptables-save`) and
@@ -16,6 +16,11 @@
 //     `nft list ruleset`, works unchanged inside a namespace (`ip netns exec`/`nsenter`), and lets
 //     unit tests feed captured JSON. nft tables that iptables-nft owns (same family/name as a table
 //     in the iptables-nft dump, or containing xt expressions) are evaluated from iptables-save only.
+//   - firewalld is read from its files (zones and policies in /usr/lib/firewalld and /etc/firewalld,
+//     firewalld.conf: the permanent configuration) and from its `inet firewalld` table (runtime:
+//     which zone each interface is in, which policies are active), never through firewall-cmd or
+//     D-Bus, so reading never talks to a system bus. Its fixes run firewall-cmd (runtime and
+//     permanent) on the bus FirewallCmd names: the system bus in production, a private one in tests.
 //
 // Evaluation: every base chain registered at a hook (iptables' built-in chains with their fixed
 // priorities, nft base chains with theirs) is walked in priority order, following jumps, gotos and

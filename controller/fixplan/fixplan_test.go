@@ -291,6 +291,21 @@ func TestHostPlan(t *testing.T) {
 			findings: []diagnose.Finding{hostF(diagnose.CodeForwardPolicyDrop, "default")}, want: []step{{StepDockerUserAccept, "default"}}},
 		{name: "forward drop without docker is manual", snap: world(),
 			findings: []diagnose.Finding{hostF(diagnose.CodeForwardPolicyDrop, "default")}, manual: []diagnose.Code{diagnose.CodeForwardPolicyDrop}},
+		{name: "firewalld zone missing: one binding step per network it names", snap: world(),
+			findings: []diagnose.Finding{{Code: diagnose.CodeFirewalldZoneMissing, Evidence: []string{"networks=default"}}},
+			want:     []step{{StepFirewalldZone, "default"}}},
+		{name: "firewalld policy reject with virbr0 in libvirt's zone",
+			snap: world(func(s *snapshot.Snapshot) {
+				s.Firewall.Firewalld.InterfaceZones = map[string]string{"virbr0": "libvirt"}
+			}),
+			findings: []diagnose.Finding{hostF(diagnose.CodeFirewalldPolicyRejectForward, "default")},
+			want:     []step{{StepFirewalldPolicyAccept, "default"}}},
+		{name: "firewalld policy reject with virbr0 in public is manual",
+			snap: world(func(s *snapshot.Snapshot) {
+				s.Firewall.Firewalld.InterfaceZones = map[string]string{"virbr0": "public"}
+			}),
+			findings: []diagnose.Finding{hostF(diagnose.CodeFirewalldPolicyRejectForward, "default")},
+			manual:   []diagnose.Code{diagnose.CodeFirewalldPolicyRejectForward}},
 		{name: "channel exposed", snap: world(),
 			findings: []diagnose.Finding{{Code: diagnose.CodeChannelSocketExposed, Domain: "vm1"}}, want: []step{{StepMoveChannel, ""}}},
 		{name: "host link down is a host step; guest link down is the guest's",

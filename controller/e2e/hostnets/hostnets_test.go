@@ -386,6 +386,51 @@ func TestRoutedNetwork(t *testing.T) {
 			t.Fatalf("after removing the REJECT: %v", err)
 		}
 	})
+
+	// The bridge tutorial moves the uplink up0 into br0: the network still says dev='up0', so
+	// libvirt's own catch-all REJECT meets every packet that now leaves by br0.
+	t.Run("forward dev moved into a host bridge", func(t *testing.T) {
+		t.Cleanup(func() {
+			for _, a := range [][]string{{"routed", "dev", "up0"}, {"hostbridge", "down"}} {
+				if res := lab.Script(ctx, a[0], a[1:]...); res.Code != 0 {
+					t.Errorf("cleanup %v:\n%s", a, res)
+				}
+			}
+		})
+		script(ctx, t, "hostbridge", "up")
+		t0 := time.Now()
+		var f finding
+		if err := e2e.Poll(ctx, time.Minute, time.Second, func() error {
+			hc, err := hostCheck(ctx)
+			if err != nil {
+				return err
+			}
+			var ok bool
+			if f, ok = hc.find("network_forward_dev_mismatch"); !ok {
+				return fmt.Errorf("network_forward_dev_mismatch not reported: %v", hc.codes())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		detect := time.Since(t0)
+		t.Logf("detected %s after hostbridge up: %s", detect.Round(time.Millisecond), f.Summary)
+		if !strings.Contains(f.Summary, "up0 is now a port of bridge br0") || !contains(f.Evidence, "forward_dev=up0") ||
+			!strings.Contains(f.Fix, "<forward mode='route' dev='br0'/>") {
+			t.Fatalf("finding: %+v", f)
+		}
+		if err := curl(ctx, r1); err == nil {
+			t.Fatal("mismatch reported but r1's curl works: the lab does not reproduce it")
+		}
+		// The finding's own fix, as the user runs it (virsh net-edit + restart).
+		t1 := time.Now()
+		script(ctx, t, "routed", "dev", "br0")
+		if err := healthy(ctx, r1, 2*time.Minute); err != nil {
+			t.Fatalf("after dev='br0': %v", err)
+		}
+		t.Logf("MEASURE routed forward dev: detected %s, net-edit + restart and healthy + curl %s later",
+			detect.Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+	})
 	script(ctx, t, "routed", "noroute")
 }
 
