@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kvmnet/kvmnet/controller/atomicfile"
 	"github.com/kvmnet/kvmnet/controller/sockaccess"
 )
 
@@ -159,12 +160,7 @@ func writeTmpfiles(path, dir string, id sockaccess.QEMUIdentity) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return false, fmt.Errorf("tmpfiles.d entry: %w", err)
 	}
-	tmp := path + ".kvmnet-tmp"
-	if err := os.WriteFile(tmp, []byte(want), 0o644); err != nil {
-		return false, fmt.Errorf("tmpfiles.d entry: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(path, []byte(want), 0o644); err != nil {
 		return false, fmt.Errorf("tmpfiles.d entry: %w", err)
 	}
 	return true, nil

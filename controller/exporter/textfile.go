@@ -1,19 +1,23 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/kvmnet/kvmnet/controller/atomicfile"
 )
 
 // TextfileName is the file written into node_exporter's textfile collector directory.
 const TextfileName = "kvmnet.prom"
 
-// WriteTextfile collects once within budget and writes DIR/kvmnet.prom atomically (a temporary file
-// in DIR renamed over it), so node_exporter never reads half a file. It returns the Result so the
+// WriteTextfile collects once within budget and writes DIR/kvmnet.prom through atomicfile (a
+// temporary file in DIR, fsynced, renamed over it, DIR fsynced), so node_exporter never reads half a
+// file and a crash never leaves an empty one. It returns the Result so the
 // caller can exit non-zero when libvirt could not be read.
 func (e *Exporter) WriteTextfile(ctx context.Context, dir string) (Result, error) {
 	res := e.Collect(ctx, e.opts.Timeout)
@@ -25,7 +29,17 @@ func (e *Exporter) WriteTextfile(ctx context.Context, dir string) (Result, error
 		return res, fmt.Errorf("textfile directory %s: not a directory", dir)
 	}
 	path := filepath.Join(dir, TextfileName)
-	if err := prometheus.WriteToTextfile(path, e.Registry(res)); err != nil {
+	mfs, err := e.Registry(res).Gather()
+	if err != nil {
+		return res, fmt.Errorf("gather metrics for %s: %w", path, err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			return res, fmt.Errorf("render metrics for %s: %w", path, err)
+		}
+	}
+	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
 		return res, fmt.Errorf("write %s: %w", path, err)
 	}
 	return res, nil

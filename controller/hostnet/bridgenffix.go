@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kvmnet/kvmnet/controller/atomicfile"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
@@ -47,12 +48,7 @@ func (r *Reader) ApplyBridgeNFOffFix(fix BridgeNFOffFix) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("persist %s: %w", snapshot.BridgeNFCallIPTables, err)
 	}
-	tmp := p + ".kvmnet-tmp"
-	if err := os.WriteFile(tmp, []byte(fix.Content), 0o644); err != nil {
-		return fmt.Errorf("persist %s in %s: %w", snapshot.BridgeNFCallIPTables, fix.File, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(p, []byte(fix.Content), 0o644); err != nil {
 		return fmt.Errorf("persist %s in %s: %w", snapshot.BridgeNFCallIPTables, fix.File, err)
 	}
 	v, err := r.cfg.Sysctl.Read(snapshot.BridgeNFCallIPTables)

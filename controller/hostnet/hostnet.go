@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/kvmnet/kvmnet/controller/atomicfile"
 	"github.com/kvmnet/kvmnet/controller/snapshot"
 )
 
@@ -153,12 +154,7 @@ func (r *Reader) ApplyIPForwardFix(fix IPForwardFix) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("persist IPv4 forwarding: %w", err)
 	}
-	tmp := p + ".kvmnet-tmp"
-	if err := os.WriteFile(tmp, []byte(fix.Content), 0o644); err != nil {
-		return fmt.Errorf("persist IPv4 forwarding in %s: %w", fix.File, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(p, []byte(fix.Content), 0o644); err != nil {
 		return fmt.Errorf("persist IPv4 forwarding in %s: %w", fix.File, err)
 	}
 	on, err := r.IPForward()
