@@ -3,7 +3,7 @@
 // name planted in the stack's own configuration, then a fix the host never confirms (the original
 // files come back), kvmnetctl guests fix, the guest's own curl, and a reboot (still healthy).
 //
-// KVMNET_LAB_STACKS selects the stacks (default "netplan"; "networkd" and "ifupdown" build and boot
-// but are not yet verified end to end); the lab is KVMNET_LAB_STACKS_NAME (default KVMNET_LAB_NAME +
-// "-stacks"), its own, so it can run beside controller/e2e's suite.
+// KVMNET_LAB_STACKS selects the stacks (default "netplan,networkd,ifupdown"); the lab is
+// KVMNET_LAB_STACKS_NAME (default KVMNET_LAB_NAME + "-stacks"), its own, so it can run beside
+// controller/e2e's suite.
 package stacks
